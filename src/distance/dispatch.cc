@@ -1,3 +1,5 @@
+#include <initializer_list>
+
 #include "base/cpu.h"
 #include "distance/distance.h"
 
