@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <random>
 #include <set>
 
 #include "index/flat_index.h"
@@ -60,8 +61,9 @@ class TempDir {
 // The issue's bar: 20,000 x 64 clustered vectors, recall@10 >= 0.95 at ef=64, fixed seed.
 TEST(HnswIndexTest, RecallAtEf64IsAtLeast95PercentOnClusteredL2) {
   const size_t n = 20000, dim = 64;
-  auto data = ClusteredVectors(n, dim, 1);
-  auto queries = ClusteredVectors(500, dim, 2);
+  auto ds = kyrodb::testing::Clustered(n, dim, 500, 1);
+  auto& data = ds.base;
+  auto& queries = ds.queries;
   auto labels = Labels(n);
   auto idx = MakeIndex(dim, Metric::kL2);
   ASSERT_TRUE(idx->AddBatch(labels, data.data(), 2).ok());
@@ -73,8 +75,9 @@ TEST(HnswIndexTest, RecallAtEf64IsAtLeast95PercentOnClusteredL2) {
 
 TEST(HnswIndexTest, RecallOnCosineAndInnerProduct) {
   const size_t n = 8000, dim = 48;
-  auto data = ClusteredVectors(n, dim, 5);
-  auto queries = ClusteredVectors(200, dim, 6);
+  auto ds = kyrodb::testing::Clustered(n, dim, 200, 5);
+  auto& data = ds.base;
+  auto& queries = ds.queries;
   auto labels = Labels(n);
   for (Metric m : {Metric::kCosine, Metric::kInnerProduct}) {
     SCOPED_TRACE(std::string(MetricName(m)));
@@ -86,8 +89,9 @@ TEST(HnswIndexTest, RecallOnCosineAndInnerProduct) {
 
 TEST(HnswIndexTest, FloatWalkWithoutQuantizationReachesSameRecall) {
   const size_t n = 8000, dim = 32;
-  auto data = ClusteredVectors(n, dim, 9);
-  auto queries = ClusteredVectors(200, dim, 10);
+  auto ds = kyrodb::testing::Clustered(n, dim, 200, 9);
+  auto& data = ds.base;
+  auto& queries = ds.queries;
   auto labels = Labels(n);
   auto idx = MakeIndex(dim, Metric::kL2, 1 << 16, /*quantize=*/false);
   ASSERT_TRUE(idx->AddBatch(labels, data.data(), 2).ok());
@@ -137,12 +141,13 @@ TEST(HnswIndexTest, SmallIndexAnswersExactlyWithLargeEf) {
 
 TEST(HnswIndexTest, QuantizerTrainsItselfOnceEnoughVectorsArrive) {
   const size_t dim = 16, n = HnswIndex::kQuantizerTrainSize + 200;
-  auto data = ClusteredVectors(n, dim, 15);
+  auto ds = kyrodb::testing::Clustered(n, dim, 100, 15);
+  auto& data = ds.base;
   auto idx = MakeIndex(dim, Metric::kL2);
   for (size_t i = 0; i < n; ++i) ASSERT_TRUE(idx->Add(i + 1, &data[i * dim]).ok());
   EXPECT_TRUE(idx->Stats().quantized);
   auto labels = Labels(n);
-  auto q = ClusteredVectors(100, dim, 16);
+  auto& q = ds.queries;
   EXPECT_GE(RecallAtK(*idx, Exact(data, dim, Metric::kL2, labels), q, dim, 10, 64), 0.95);
 }
 
@@ -232,8 +237,9 @@ TEST(HnswIndexTest, FullIndexRefusesInsertWithResourceExhausted) {
 // Delete half of an index, insert as many new vectors, and compare recall with a freshly built
 // index of the same final content: the issue asks for at most 2 points of difference.
 void ChurnRecall(size_t n, size_t dim) {
-  auto data = ClusteredVectors(n + n / 2, dim, 21);
-  auto queries = ClusteredVectors(300, dim, 22);
+  auto ds = kyrodb::testing::Clustered(n + n / 2, dim, 300, 21);
+  auto& data = ds.base;
+  auto& queries = ds.queries;
   auto idx = MakeIndex(dim, Metric::kL2);
   auto first = Labels(n);
   ASSERT_TRUE(idx->AddBatch(first, data.data(), 2).ok());

@@ -1,0 +1,17 @@
+// kyrodb_bench: KyroDB's benchmark tool. One subcommand per benchmark; this file only wires
+// the subcommands to their implementations.
+#include <CLI/CLI.hpp>
+
+#include "ann_bench.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"kyrodb_bench: KyroDB benchmarks (results as JSON lines on stdout)"};
+  app.require_subcommand(1);
+
+  kyrodb::bench::AnnBenchConfig ann;
+  CLI::App* ann_cmd = kyrodb::bench::AddAnnCommand(&app, &ann);
+
+  CLI11_PARSE(app, argc, argv);
+  if (ann_cmd->parsed()) return kyrodb::bench::RunAnnBench(ann);
+  return 1;
+}
