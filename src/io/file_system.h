@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "kyrodb/status.h"
 
@@ -35,13 +36,24 @@ class SequentialFile {
 class FileSystem {
  public:
   virtual ~FileSystem() = default;
+  // Creates or truncates `path`.
   virtual Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) = 0;
+  // Opens `path` for appending at its end, creating it if missing.
+  virtual Result<std::unique_ptr<WritableFile>> NewAppendableFile(const std::string& path) = 0;
   virtual Result<std::unique_ptr<SequentialFile>> NewSequentialFile(const std::string& path) = 0;
   virtual Result<uint64_t> FileSize(const std::string& path) = 0;
   virtual Status Rename(const std::string& from, const std::string& to) = 0;
   virtual Status Remove(const std::string& path) = 0;
   virtual Status SyncDir(const std::string& dir) = 0;
   virtual bool Exists(const std::string& path) = 0;
+  // Creates one directory level; OK if it already exists.
+  virtual Status CreateDir(const std::string& dir) = 0;
+  // Removes an empty directory.
+  virtual Status RemoveDir(const std::string& dir) = 0;
+  // Names (not paths) of the entries of `dir`, without "." and "..", sorted.
+  virtual Result<std::vector<std::string>> ListDir(const std::string& dir) = 0;
+  // Cuts `path` to `size` bytes.
+  virtual Status Truncate(const std::string& path, uint64_t size) = 0;
 
   // The process-wide POSIX file system.
   static FileSystem* Default();
@@ -65,6 +77,11 @@ class AtomicFileWriter {
   std::unique_ptr<WritableFile> file_;
   bool committed_ = false;
 };
+
+// The directory part of a path ("a/b/c" -> "a/b", "c" -> ".").
+std::string DirName(const std::string& path);
+// Joins a directory and a name with one '/'.
+std::string JoinPath(const std::string& dir, const std::string& name);
 
 // Reads exactly n bytes or fails with Corruption("... truncated") naming `what`.
 Status ReadExactly(SequentialFile* f, void* buf, size_t n, const char* what);

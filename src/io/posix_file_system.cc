@@ -1,7 +1,9 @@
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -110,9 +112,11 @@ class PosixSequentialFile final : public SequentialFile {
 class PosixFileSystem final : public FileSystem {
  public:
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return Errno("open", path);
-    return std::unique_ptr<WritableFile>(new PosixWritableFile(fd, path));
+    return Open(path, O_TRUNC);
+  }
+
+  Result<std::unique_ptr<WritableFile>> NewAppendableFile(const std::string& path) override {
+    return Open(path, O_APPEND);
   }
 
   Result<std::unique_ptr<SequentialFile>> NewSequentialFile(const std::string& path) override {
@@ -148,14 +152,52 @@ class PosixFileSystem final : public FileSystem {
   }
 
   bool Exists(const std::string& path) override { return ::access(path.c_str(), F_OK) == 0; }
-};
 
-std::string DirName(const std::string& path) {
-  auto pos = path.find_last_of('/');
-  if (pos == std::string::npos) return ".";
-  if (pos == 0) return "/";
-  return path.substr(0, pos);
-}
+  Status CreateDir(const std::string& dir) override {
+    if (::mkdir(dir.c_str(), 0755) == 0) return Status::Ok();
+    if (errno != EEXIST) return Errno("mkdir", dir);
+    struct stat st;
+    if (::stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return Status::Ok();
+    return Status::AlreadyExists("mkdir " + dir + ": exists and is not a directory");
+  }
+
+  Status RemoveDir(const std::string& dir) override {
+    if (::rmdir(dir.c_str()) != 0) return Errno("rmdir", dir);
+    return Status::Ok();
+  }
+
+  Result<std::vector<std::string>> ListDir(const std::string& dir) override {
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return Errno("opendir", dir);
+    std::vector<std::string> names;
+    errno = 0;
+    while (struct dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name != "." && name != "..") names.push_back(std::move(name));
+    }
+    if (errno != 0) {
+      Status s = Errno("readdir", dir);
+      ::closedir(d);
+      return s;
+    }
+    ::closedir(d);
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+  Status Truncate(const std::string& path, uint64_t size) override {
+    if (::truncate(path.c_str(), static_cast<off_t>(size)) != 0) return Errno("truncate", path);
+    return Status::Ok();
+  }
+
+ private:
+  // Opens `path` write-only, creating it; `mode_flag` is O_TRUNC or O_APPEND.
+  static Result<std::unique_ptr<WritableFile>> Open(const std::string& path, int mode_flag) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | mode_flag, 0644);
+    if (fd < 0) return Errno("open", path);
+    return std::unique_ptr<WritableFile>(new PosixWritableFile(fd, path));
+  }
+};
 
 }  // namespace
 
@@ -187,6 +229,21 @@ AtomicFileWriter::~AtomicFileWriter() {
     file_->Close().IgnoreError();
     fs_->Remove(path_ + ".tmp").IgnoreError();
   }
+}
+
+std::string DirName(const std::string& path) {
+  auto pos = path.find_last_of('/');
+  if (pos == std::string::npos) return ".";
+  if (pos == 0) return "/";
+  return path.substr(0, pos);
+}
+
+std::string JoinPath(const std::string& dir, const std::string& name) {
+  size_t skip = name.find_first_not_of('/');
+  std::string tail = skip == std::string::npos ? std::string() : name.substr(skip);
+  if (dir.empty()) return tail;
+  if (dir.back() == '/') return dir + tail;
+  return dir + "/" + tail;
 }
 
 Status ReadExactly(SequentialFile* f, void* buf, size_t n, const char* what) {

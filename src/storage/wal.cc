@@ -1,0 +1,322 @@
+#include "storage/wal.h"
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "base/coding.h"
+#include "base/crc32c.h"
+#include "storage/wal_format.h"
+
+namespace kyrodb::storage {
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+constexpr size_t kMaxBatchBytes = 8u << 20;
+
+}  // namespace
+
+std::string WalSegmentName(uint64_t seq) {
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "wal-%020" PRIu64 ".log", seq);
+  return buf;
+}
+
+bool ParseWalSegmentName(std::string_view name, uint64_t* seq) {
+  if (name.size() != 28 || name.substr(0, 4) != "wal-" || name.substr(24) != ".log") return false;
+  uint64_t v = 0;
+  for (char c : name.substr(4, 20)) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *seq = v;
+  return true;
+}
+
+struct Wal::Writer {
+  RecordType type;
+  std::string_view payload;
+  Lsn lsn = 0;
+  Status status;
+  bool done = false;
+};
+
+Wal::Wal(const WalOptions& options) : opt_(options) {}
+
+Wal::~Wal() { Close().IgnoreError(); }
+
+Result<std::unique_ptr<Wal>> Wal::Create(const WalOptions& options, uint64_t first_segment,
+                                         Lsn next_lsn) {
+  if (next_lsn == 0) return Status::InvalidArgument("LSNs start at 1");
+  std::unique_ptr<Wal> wal(new Wal(options));
+  wal->next_lsn_ = next_lsn;
+  std::lock_guard<std::mutex> fl(wal->file_mu_);
+  KYRODB_RETURN_IF_ERROR(wal->OpenSegment(first_segment, next_lsn));
+  return wal;
+}
+
+Status Wal::OpenSegment(uint64_t seq, Lsn first_lsn) {
+  std::string path = io::JoinPath(opt_.dir, WalSegmentName(seq));
+  auto f = opt_.fs->NewWritableFile(path);
+  if (!f.ok()) return f.status();
+  std::string h(wal_format::kMagic, sizeof(wal_format::kMagic));
+  coding::PutFixed32(&h, wal_format::kVersion);
+  coding::PutFixed64(&h, seq);
+  coding::PutFixed64(&h, first_lsn);
+  coding::PutFixed32(&h, crc32c::Mask(crc32c::Value(h.data(), h.size())));
+  KYRODB_RETURN_IF_ERROR((*f)->Append(h.data(), h.size()));
+  KYRODB_RETURN_IF_ERROR((*f)->Sync());
+  KYRODB_RETURN_IF_ERROR(opt_.fs->SyncDir(opt_.dir));
+  file_ = std::move(f).value();
+  segment_ = seq;
+  segment_size_ = synced_size_ = good_size_ = h.size();
+  dirty_ = false;
+  last_sync_ms_ = NowMs();
+  std::lock_guard<std::mutex> l(mu_);
+  stats_.segments_created++;
+  return Status::Ok();
+}
+
+Status Wal::SyncLocked() {
+  Status s = file_->Sync();
+  if (!s.ok()) return s;
+  synced_size_ = segment_size_;
+  dirty_ = false;
+  last_sync_ms_ = NowMs();
+  std::lock_guard<std::mutex> l(mu_);
+  stats_.syncs++;
+  return s;
+}
+
+void Wal::Fail(const Status& cause) {
+  if (!error_.ok()) return;
+  error_ = Status::Unavailable("WAL refuses writes after a failed write or fsync (" +
+                               cause.ToString() + "); reads still work");
+  stats_.writable = false;
+}
+
+Result<Lsn> Wal::Append(const WalRecord& record) {
+  std::string payload = EncodePayload(record);
+  return AppendPayload(record.type, payload);
+}
+
+Result<Lsn> Wal::AppendPayload(RecordType type, std::string_view payload) {
+  if (payload.size() > wal_format::kMaxPayloadBytes) {
+    return Status::InvalidArgument("WAL record payload too large");
+  }
+  Writer w;
+  w.type = type;
+  w.payload = payload;
+  std::unique_lock<std::mutex> l(mu_);
+  if (closed_) return Status::FailedPrecondition("WAL is closed");
+  if (!error_.ok()) return error_;
+  queue_.push_back(&w);
+  cv_.wait(l, [&] { return w.done || queue_.front() == &w; });
+  if (w.done) {
+    if (!w.status.ok()) return w.status;
+    return w.lsn;
+  }
+  // Leader: take the file, then everything queued behind us.
+  l.unlock();
+  std::unique_lock<std::mutex> fl(file_mu_);
+  l.lock();
+  std::vector<Writer*> batch;
+  Status s;
+  if (closed_) s = Status::FailedPrecondition("WAL is closed");
+  else if (!error_.ok()) s = error_;
+  const Lsn first = next_lsn_;
+  if (s.ok()) {
+    size_t bytes = 0;
+    for (Writer* x : queue_) {
+      if (!batch.empty() && bytes + x->payload.size() > kMaxBatchBytes) break;
+      bytes += x->payload.size() + wal_format::kRecordHeaderBytes;
+      x->lsn = next_lsn_++;
+      batch.push_back(x);
+    }
+  } else {
+    batch.push_back(&w);
+  }
+  l.unlock();
+
+  if (s.ok()) {
+    buffer_.clear();
+    for (Writer* x : batch) {
+      char h[wal_format::kRecordHeaderBytes];
+      uint32_t len = static_cast<uint32_t>(x->payload.size());
+      std::memcpy(h, &len, 4);
+      std::memcpy(h + 8, &x->lsn, 8);
+      h[16] = static_cast<char>(x->type);
+      uint32_t crc = crc32c::Extend(crc32c::Value(h + 8, 9), x->payload.data(), x->payload.size());
+      uint32_t masked = crc32c::Mask(crc);
+      std::memcpy(h + 4, &masked, 4);
+      buffer_.append(h, sizeof(h));
+      buffer_.append(x->payload.data(), x->payload.size());
+    }
+    s = file_->Append(buffer_.data(), buffer_.size());
+    if (s.ok()) s = file_->Flush();
+    if (s.ok()) {
+      segment_size_ += buffer_.size();
+      dirty_ = true;
+      if (opt_.policy == FsyncPolicy::kAlways) s = SyncLocked();
+    }
+    if (s.ok()) good_size_ = segment_size_;
+  }
+
+  l.lock();
+  if (!s.ok()) {
+    Fail(s);
+    next_lsn_ = first;  // the failed batch is not in the log: Resume() truncates it away
+  } else {
+    stats_.records += batch.size();
+    stats_.bytes += buffer_.size();
+    stats_.batches++;
+  }
+  for (Writer* x : batch) {
+    x->status = s.ok() ? Status::Ok() : error_.ok() ? s : error_;
+    x->done = true;
+    queue_.pop_front();
+  }
+  const bool rotate = s.ok() && segment_size_ >= opt_.segment_bytes;
+  l.unlock();
+  if (rotate) {
+    Status r = file_->Sync();
+    if (r.ok()) r = file_->Close();
+    if (r.ok()) {
+      l.lock();
+      Lsn next = next_lsn_;
+      l.unlock();
+      r = OpenSegment(segment_ + 1, next);
+    }
+    if (!r.ok()) {
+      l.lock();
+      Fail(r);
+      l.unlock();
+    }
+  }
+  cv_.notify_all();
+  if (!w.status.ok()) return w.status;
+  return w.lsn;
+}
+
+Status Wal::Sync() {
+  std::lock_guard<std::mutex> fl(file_mu_);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!error_.ok()) return error_;
+    if (closed_) return Status::FailedPrecondition("WAL is closed");
+  }
+  if (!dirty_) return Status::Ok();
+  Status s = SyncLocked();
+  if (!s.ok()) {
+    std::lock_guard<std::mutex> l(mu_);
+    Fail(s);
+    return error_;
+  }
+  return s;
+}
+
+Status Wal::SyncIfDue() {
+  {
+    std::lock_guard<std::mutex> fl(file_mu_);
+    if (!dirty_ || NowMs() - last_sync_ms_ < static_cast<int64_t>(opt_.flush_interval_ms)) {
+      return Status::Ok();
+    }
+  }
+  return Sync();
+}
+
+Result<uint64_t> Wal::Rotate() {
+  std::lock_guard<std::mutex> fl(file_mu_);
+  Lsn next;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!error_.ok()) return error_;
+    if (closed_) return Status::FailedPrecondition("WAL is closed");
+    next = next_lsn_;
+  }
+  Status s = dirty_ ? SyncLocked() : Status::Ok();
+  if (s.ok()) s = file_->Close();
+  if (s.ok()) s = OpenSegment(segment_ + 1, next);
+  if (!s.ok()) {
+    std::lock_guard<std::mutex> l(mu_);
+    Fail(s);
+    return error_;
+  }
+  return segment_;
+}
+
+Status Wal::Resume() {
+  std::lock_guard<std::mutex> fl(file_mu_);
+  Lsn next;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (error_.ok()) return Status::Ok();
+    if (closed_) return Status::FailedPrecondition("WAL is closed");
+    next = next_lsn_;
+  }
+  if (file_ != nullptr) {
+    file_->Close().IgnoreError();
+    file_.reset();
+  }
+  // Cut the failed segment back to what was acknowledged, and make the cut durable.
+  const std::string path = io::JoinPath(opt_.dir, WalSegmentName(segment_));
+  KYRODB_RETURN_IF_ERROR(opt_.fs->Truncate(path, good_size_));
+  {
+    auto f = opt_.fs->NewAppendableFile(path);
+    if (!f.ok()) return f.status();
+    KYRODB_RETURN_IF_ERROR((*f)->Sync());
+    KYRODB_RETURN_IF_ERROR((*f)->Close());
+  }
+  KYRODB_RETURN_IF_ERROR(OpenSegment(segment_ + 1, next));
+  std::lock_guard<std::mutex> l(mu_);
+  error_ = Status::Ok();
+  stats_.writable = true;
+  return Status::Ok();
+}
+
+Status Wal::Close() {
+  std::lock_guard<std::mutex> fl(file_mu_);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (closed_) return Status::Ok();
+    closed_ = true;
+  }
+  Status s;
+  if (file_ != nullptr) {
+    if (dirty_) s = SyncLocked();
+    Status c = file_->Close();
+    if (s.ok()) s = c;
+    file_.reset();
+  }
+  cv_.notify_all();
+  return s;
+}
+
+bool Wal::writable() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return error_.ok() && !closed_;
+}
+
+Lsn Wal::last_lsn() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return next_lsn_ - 1;
+}
+
+uint64_t Wal::current_segment() const {
+  std::lock_guard<std::mutex> fl(file_mu_);
+  return segment_;
+}
+
+WalStats Wal::Stats() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return stats_;
+}
+
+}  // namespace kyrodb::storage
