@@ -113,15 +113,14 @@ Status Storage::Replay(uint64_t first_segment, Lsn snapshot_lsn, RecoveryReport*
   auto names = fs->ListDir(opt_.dir);
   if (!names.ok()) return names.status();
   std::vector<uint64_t> segs;
-  uint64_t max_seq = 0;
   for (const auto& n : *names) {
     uint64_t seq;
     if (!ParseWalSegmentName(n, &seq)) continue;
-    max_seq = std::max(max_seq, seq);
     if (seq >= first_segment) segs.push_back(seq);
   }
   std::sort(segs.begin(), segs.end());
   Lsn expected = snapshot_lsn + 1;
+  uint64_t last_kept = first_segment - 1;  // new segments continue after what remains
   const bool strict = opt_.recovery_mode == RecoveryMode::kStrict;
   bool stop = false;  // best effort: everything after a corrupt point is dropped
   auto drop_file = [&](uint64_t seq, const std::string& why) -> Status {
@@ -178,6 +177,7 @@ Status Storage::Replay(uint64_t first_segment, Lsn snapshot_lsn, RecoveryReport*
       continue;
     }
     report->segments_replayed++;
+    last_kept = seq;
     WalRecord rec;
     for (;;) {
       auto o = r.Next(&rec);
@@ -206,7 +206,7 @@ Status Storage::Replay(uint64_t first_segment, Lsn snapshot_lsn, RecoveryReport*
       expected = rec.lsn + 1;
     }
   }
-  *next_segment = std::max(max_seq, first_segment - 1) + 1;
+  *next_segment = last_kept + 1;
   *next_lsn = expected;
   return Status::Ok();
 }
