@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include "ann_bench.h"
+#include "storage_bench.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"kyrodb_bench: KyroDB benchmarks (results as JSON lines on stdout)"};
@@ -10,8 +11,11 @@ int main(int argc, char** argv) {
 
   kyrodb::bench::AnnBenchConfig ann;
   CLI::App* ann_cmd = kyrodb::bench::AddAnnCommand(&app, &ann);
+  kyrodb::bench::StorageBenchConfig storage;
+  CLI::App* storage_cmd = kyrodb::bench::AddStorageCommand(&app, &storage);
 
   CLI11_PARSE(app, argc, argv);
   if (ann_cmd->parsed()) return kyrodb::bench::RunAnnBench(ann);
+  if (storage_cmd->parsed()) return kyrodb::bench::RunStorageBench(storage);
   return 1;
 }

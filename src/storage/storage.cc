@@ -88,6 +88,19 @@ Status Storage::Recover(RecoveryReport* report) {
       return Status::Corruption("both snapshot generations unreadable: newest: " + s.ToString() +
                                 "; previous: " + p.ToString());
     }
+    // The generation we loaded becomes the current one; the unreadable snapshot is set aside
+    // (renamed *.corrupt, for inspection) so that no later checkpoint keeps it as a fallback.
+    const std::string bad = manifest_.current.name;
+    manifest_.current = gen;
+    manifest_.previous = SnapshotRef{};
+    manifest_.previous.wal_first_segment = 0;
+    KYRODB_RETURN_IF_ERROR(manifest_.Write(fs, opt_.dir));
+    const std::string bad_path = io::JoinPath(opt_.dir, bad);
+    if (fs->Exists(bad_path)) {
+      const std::string aside = bad_path + ".corrupt";
+      KYRODB_RETURN_IF_ERROR(RemoveDirRecursively(fs, aside));
+      KYRODB_RETURN_IF_ERROR(fs->Rename(bad_path, aside));
+    }
   }
   uint64_t next_segment;
   Lsn next_lsn;
@@ -290,7 +303,47 @@ Manifest Storage::manifest() const {
   return manifest_;
 }
 
+void Storage::Start() {
+  std::lock_guard<std::mutex> l(bg_mu_);
+  if (bg_thread_.joinable()) return;
+  bg_stop_ = false;
+  bg_thread_ = std::thread([this] {
+    const auto period = std::chrono::milliseconds(
+        std::max<uint32_t>(1, std::min(opt_.wal_flush_interval_ms, opt_.write_probe_interval_ms)));
+    std::unique_lock<std::mutex> lock(bg_mu_);
+    while (!bg_stop_) {
+      lock.unlock();
+      Tick();
+      lock.lock();
+      bg_cv_.wait_for(lock, period, [this] { return bg_stop_; });
+    }
+  });
+}
+
+void Storage::Stop() {
+  {
+    std::lock_guard<std::mutex> l(bg_mu_);
+    bg_stop_ = true;
+  }
+  bg_cv_.notify_all();
+  if (bg_thread_.joinable()) bg_thread_.join();
+}
+
+void Storage::Tick() {
+  if (wal_->writable()) {
+    wal_->SyncIfDue().IgnoreError();  // a failure turns writes off; the next Tick probes
+    return;
+  }
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  if (now - last_probe_ms_ < static_cast<int64_t>(opt_.write_probe_interval_ms)) return;
+  last_probe_ms_ = now;
+  wal_->Resume().IgnoreError();  // stays read-only until a write + fsync works again
+}
+
 Status Storage::Close() {
+  Stop();
   if (wal_ == nullptr) return Status::Ok();
   return wal_->Close();
 }

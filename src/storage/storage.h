@@ -18,11 +18,13 @@
 #pragma once
 
 #include <cstdint>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "io/file_system.h"
@@ -43,6 +45,8 @@ struct StorageOptions {
   uint32_t wal_flush_interval_ms = 100;
   uint64_t wal_segment_bytes = 64ull << 20;
   RecoveryMode recovery_mode = RecoveryMode::kStrict;
+  // How often the background task retries writes after a WAL failure.
+  uint32_t write_probe_interval_ms = 1000;
 };
 
 // What the engine plugs in. Apply must be idempotent in the sense of wal_record.h.
@@ -91,6 +95,15 @@ class Storage {
   // After a write failure: re-enable writes once a write + fsync works again.
   Status ResumeWrites() { return wal_->Resume(); }
   bool writable() const { return wal_->writable(); }
+
+  // The background service: a thread that runs Tick() every min(wal_flush_interval_ms,
+  // write_probe_interval_ms). Stop() (also run by Close and the destructor) joins it.
+  void Start();
+  void Stop();
+  // One round of background work: fsync the WAL if due (policy data), and after a write
+  // failure, probe (ResumeWrites) once write_probe_interval_ms has passed since the last probe.
+  // Tests call it directly instead of waiting for the thread.
+  void Tick();
   const Wal& wal() const { return *wal_; }
   Manifest manifest() const;
   Status Close();
@@ -109,6 +122,11 @@ class Storage {
   std::shared_mutex gate_;     // shared: Write; exclusive: cutting the WAL for a snapshot
   std::mutex checkpoint_mu_;   // one checkpoint at a time
   mutable std::mutex manifest_mu_;
+  std::mutex bg_mu_;
+  std::condition_variable bg_cv_;
+  bool bg_stop_ = false;      // guarded by bg_mu_
+  std::thread bg_thread_;
+  int64_t last_probe_ms_ = 0;  // used by Tick() only
   Manifest manifest_;          // guarded by manifest_mu_
 };
 

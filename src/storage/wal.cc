@@ -84,6 +84,19 @@ Status Wal::OpenSegment(uint64_t seq, Lsn first_lsn) {
   return Status::Ok();
 }
 
+void Wal::DiscardFailedTail() {
+  // Whatever reached the file past good_size_ belongs to writes reported as failed: close the
+  // file (its buffer holds nothing acknowledged) and cut them off, so that neither a later
+  // fsync nor recovery can bring them back. Resume() repeats the cut if this one fails.
+  if (file_ != nullptr) {
+    file_->Close().IgnoreError();
+    file_.reset();
+  }
+  opt_.fs->Truncate(io::JoinPath(opt_.dir, WalSegmentName(segment_)), good_size_).IgnoreError();
+  segment_size_ = good_size_;
+  dirty_ = false;
+}
+
 Status Wal::SyncLocked() {
   Status s = file_->Sync();
   if (!s.ok()) return s;
@@ -156,6 +169,8 @@ Result<Lsn> Wal::AppendPayload(RecordType type, std::string_view payload) {
       uint32_t crc = crc32c::Extend(crc32c::Value(h + 8, 9), x->payload.data(), x->payload.size());
       uint32_t masked = crc32c::Mask(crc);
       std::memcpy(h + 4, &masked, 4);
+      uint32_t header_crc = crc32c::Mask(crc32c::Value(h, 17));
+      std::memcpy(h + 17, &header_crc, 4);
       buffer_.append(h, sizeof(h));
       buffer_.append(x->payload.data(), x->payload.size());
     }
@@ -169,10 +184,11 @@ Result<Lsn> Wal::AppendPayload(RecordType type, std::string_view payload) {
     if (s.ok()) good_size_ = segment_size_;
   }
 
+  if (!s.ok()) DiscardFailedTail();
   l.lock();
   if (!s.ok()) {
     Fail(s);
-    next_lsn_ = first;  // the failed batch is not in the log: Resume() truncates it away
+    next_lsn_ = first;  // the failed batch is not in the log
   } else {
     stats_.records += batch.size();
     stats_.bytes += buffer_.size();
@@ -215,6 +231,8 @@ Status Wal::Sync() {
   if (!dirty_) return Status::Ok();
   Status s = SyncLocked();
   if (!s.ok()) {
+    // Under kData the unsynced records were acknowledged: good_size_ keeps them.
+    DiscardFailedTail();
     std::lock_guard<std::mutex> l(mu_);
     Fail(s);
     return error_;
@@ -289,6 +307,12 @@ Status Wal::Close() {
     closed_ = true;
   }
   Status s;
+  bool failed;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    failed = !error_.ok();
+  }
+  if (failed) DiscardFailedTail();
   if (file_ != nullptr) {
     if (dirty_) s = SyncLocked();
     Status c = file_->Close();

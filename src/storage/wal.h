@@ -92,6 +92,7 @@ class Wal {
   explicit Wal(const WalOptions& options);
   Status OpenSegment(uint64_t seq, Lsn first_lsn);  // caller holds file_mu_
   Status SyncLocked();                               // caller holds file_mu_
+  void DiscardFailedTail();                          // caller holds file_mu_
   void Fail(const Status& cause);                    // caller holds mu_
 
   WalOptions opt_;

@@ -13,8 +13,11 @@ inline constexpr uint32_t kVersion = 1;
 // the 28 bytes before it.
 inline constexpr size_t kSegmentHeaderBytes = 32;
 
-// Record: u32 payload_length | u32 masked crc32c(lsn .. payload) | u64 lsn | u8 type | payload
-inline constexpr size_t kRecordHeaderBytes = 17;
+// Record: u32 payload_length | u32 masked crc32c(lsn, type, payload) | u64 lsn | u8 type |
+//         u32 masked crc32c(the 17 header bytes before it) | payload
+// The header checksum lets recovery trust the length field, so a damaged length is never
+// mistaken for a torn final record.
+inline constexpr size_t kRecordHeaderBytes = 21;
 inline constexpr uint32_t kMaxPayloadBytes = 256u << 20;
 
 }  // namespace kyrodb::storage::wal_format

@@ -1,5 +1,6 @@
 #include "storage/wal_reader.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/coding.h"
@@ -49,6 +50,12 @@ WalSegmentReader::Outcome WalSegmentReader::Next(WalRecord* out) {
   };
   if (n - pos_ < wal_format::kRecordHeaderBytes) return bad("record header truncated", true);
   const char* h = data_.data() + pos_;
+  if (crc32c::Unmask(coding::DecodeFixed32(h + 17)) != crc32c::Value(h, 17)) {
+    // A crash can leave zeros where the header was going; anything else is damage.
+    bool zeros = std::all_of(data_.begin() + static_cast<std::ptrdiff_t>(pos_), data_.end(),
+                             [](char c) { return c == 0; });
+    return bad("record header checksum mismatch", zeros);
+  }
   const uint32_t len = coding::DecodeFixed32(h);
   const uint32_t crc = crc32c::Unmask(coding::DecodeFixed32(h + 4));
   const Lsn lsn = coding::DecodeFixed64(h + 8);

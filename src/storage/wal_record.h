@@ -38,6 +38,7 @@ struct CollectionSpec {
   uint32_t m = 16;
   uint32_t ef_construction = 200;
   uint32_t ef_search = 50;
+  bool operator==(const CollectionSpec&) const = default;
 };
 
 // One decoded record. Fields that a type does not use stay empty.
