@@ -17,9 +17,10 @@ Result<std::unique_ptr<WalSegmentReader>> WalSegmentReader::Open(io::FileSystem*
   if (!f.ok()) return f.status();
   std::unique_ptr<WalSegmentReader> r(new WalSegmentReader());
   r->path_ = path;
-  r->data_.resize(*size);
-  KYRODB_RETURN_IF_ERROR(io::ReadExactly(f->get(), r->data_.data(), r->data_.size(), path.c_str()));
-  const std::string& d = r->data_;
+  r->size_ = *size;
+  r->data_.reset(new char[r->size_ + 1]);
+  KYRODB_RETURN_IF_ERROR(io::ReadExactly(f->get(), r->data_.get(), r->size_, path.c_str()));
+  const std::string_view d(r->data_.get(), r->size_);
   if (d.size() < wal_format::kSegmentHeaderBytes) {
     return Status::Corruption(path + ": segment header truncated (" + std::to_string(d.size()) +
                               " bytes)");
@@ -41,7 +42,7 @@ Result<std::unique_ptr<WalSegmentReader>> WalSegmentReader::Open(io::FileSystem*
 }
 
 WalSegmentReader::Outcome WalSegmentReader::Next(WalRecord* out) {
-  const size_t n = data_.size();
+  const size_t n = size_;
   if (pos_ == n) return Outcome::kEnd;
   auto bad = [&](std::string why, bool torn) {
     reason_ = path_ + " at offset " + std::to_string(pos_) + ": " + std::move(why);
@@ -49,11 +50,10 @@ WalSegmentReader::Outcome WalSegmentReader::Next(WalRecord* out) {
     return Outcome::kBad;
   };
   if (n - pos_ < wal_format::kRecordHeaderBytes) return bad("record header truncated", true);
-  const char* h = data_.data() + pos_;
+  const char* h = data_.get() + pos_;
   if (crc32c::Unmask(coding::DecodeFixed32(h + 17)) != crc32c::Value(h, 17)) {
     // A crash can leave zeros where the header was going; anything else is damage.
-    bool zeros = std::all_of(data_.begin() + static_cast<std::ptrdiff_t>(pos_), data_.end(),
-                             [](char c) { return c == 0; });
+    bool zeros = std::all_of(data_.get() + pos_, data_.get() + size_, [](char c) { return c == 0; });
     return bad("record header checksum mismatch", zeros);
   }
   const uint32_t len = coding::DecodeFixed32(h);

@@ -28,14 +28,15 @@ class WalSegmentReader {
 
   uint64_t segment_seq() const { return seq_; }
   Lsn first_lsn() const { return first_lsn_; }
-  uint64_t size() const { return data_.size(); }
+  uint64_t size() const { return size_; }
   uint64_t good_offset() const { return pos_; }  // end of the last good record
   const std::string& reason() const { return reason_; }
   bool torn() const { return torn_; }
 
  private:
   std::string path_;
-  std::string data_;
+  std::unique_ptr<char[]> data_;  // not zero-filled: replay is read-bound
+  size_t size_ = 0;
   uint64_t seq_ = 0;
   Lsn first_lsn_ = 0;
   Lsn next_lsn_ = 0;
