@@ -36,6 +36,10 @@ Result<VirtualRegion> VirtualRegion::Reserve(size_t bytes) {
     return Status::ResourceExhausted("cannot reserve " + std::to_string(bytes) +
                                      " bytes of address space: " + std::strerror(errno));
   }
+  // Transparent huge pages where the kernel allows them (advice only; failure is harmless):
+  // 512x fewer page faults while filling, and fewer TLB misses on the random accesses of a
+  // graph walk.
+  if (bytes >= (2u << 20)) ::madvise(p, bytes, MADV_HUGEPAGE);
   VirtualRegion r;
   r.data_ = static_cast<char*>(p);
   r.size_ = bytes;
