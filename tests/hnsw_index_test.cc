@@ -12,6 +12,7 @@
 #include <set>
 
 #include "index/flat_index.h"
+#include "test_support.h"
 #include "test_util.h"
 
 namespace kyrodb::index {
@@ -19,6 +20,7 @@ namespace {
 
 using kyrodb::testing::ClusteredVectors;
 using kyrodb::testing::RecallAtK;
+using kyrodb::testing::TempDir;
 
 std::unique_ptr<HnswIndex> MakeIndex(size_t dim, Metric metric, uint32_t max_elements = 1 << 20,
                                      bool quantize = true) {
@@ -44,19 +46,6 @@ FlatIndex Exact(const std::vector<float>& data, size_t dim, Metric m,
   for (size_t i = 0; i < labels.size(); ++i) f.Add(labels[i], &data[i * dim]);
   return f;
 }
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/kyrodb_test_XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // The bar: 20,000 x 64 clustered vectors, recall@10 >= 0.95 at ef=64, fixed seed.
 TEST(HnswIndexTest, RecallAtEf64IsAtLeast95PercentOnClusteredL2) {

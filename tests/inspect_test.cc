@@ -17,15 +17,11 @@
 #include "storage/storage.h"
 #include "storage/wal.h"
 #include "storage/wal_format.h"
+#include "test_support.h"
 
 namespace kyrodb::storage {
 namespace {
 
-#define ASSERT_OK(expr)                    \
-  do {                                     \
-    ::kyrodb::Status _s = (expr);          \
-    ASSERT_TRUE(_s.ok()) << _s.ToString(); \
-  } while (0)
 
 // doc_id -> collection, saved as one snapshot file of (u64 id, length-prefixed name) entries.
 class MapStateMachine final : public StateMachine {

@@ -9,15 +9,11 @@
 
 #include "io/fault_injection_file_system.h"
 #include "io/file_system.h"
+#include "test_support.h"
 
 namespace kyrodb::io {
 namespace {
 
-#define ASSERT_OK(expr)                    \
-  do {                                     \
-    ::kyrodb::Status _s = (expr);          \
-    ASSERT_TRUE(_s.ok()) << _s.ToString(); \
-  } while (0)
 
 // A fresh directory under the system temp dir, removed with its contents at the end.
 class IoTest : public ::testing::Test {

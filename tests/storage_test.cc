@@ -27,6 +27,7 @@
 #include "storage/wal_reader.h"
 #include "storage/wal_record.h"
 #include "storage_test_util.h"
+#include "test_support.h"
 
 namespace kyrodb::testing {
 // Readable failure messages for document maps.
@@ -42,27 +43,10 @@ namespace {
 namespace fs = std::filesystem;
 using kyrodb::testing::MapStateMachine;
 using Docs = MapStateMachine::Docs;
+using kyrodb::testing::TempDir;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/kyrodb_storage_test_XXXXXX";
-    const char* p = ::mkdtemp(tmpl);
-    if (p == nullptr) std::abort();
-    path_ = p;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
