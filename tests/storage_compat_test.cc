@@ -24,13 +24,6 @@
 #error "KYRODB_COMPAT_DIR must point at tests/compat"
 #endif
 
-namespace kyrodb::testing {
-// Readable failure messages for document maps.
-inline void PrintTo(const MapStateMachine::Doc& d, std::ostream* os) {
-  *os << "{embedding " << ::testing::PrintToString(d.embedding) << ", metadata "
-      << ::testing::PrintToString(d.metadata) << "}";
-}
-}  // namespace kyrodb::testing
 
 namespace kyrodb::storage {
 namespace {

@@ -29,13 +29,6 @@
 #include "storage_test_util.h"
 #include "test_support.h"
 
-namespace kyrodb::testing {
-// Readable failure messages for document maps.
-inline void PrintTo(const MapStateMachine::Doc& d, std::ostream* os) {
-  *os << "{embedding " << ::testing::PrintToString(d.embedding) << ", metadata "
-      << ::testing::PrintToString(d.metadata) << "}";
-}
-}  // namespace kyrodb::testing
 
 namespace kyrodb::storage {
 namespace {

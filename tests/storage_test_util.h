@@ -1,6 +1,8 @@
 // A small real StateMachine for storage tests: documents in a std::map, one snapshot file.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <map>
 #include <mutex>
 #include <set>
@@ -132,5 +134,11 @@ class MapStateMachine : public storage::StateMachine {
   mutable std::mutex mu_;
   Docs docs_;
 };
+
+// Readable gtest failure messages for document maps.
+inline void PrintTo(const MapStateMachine::Doc& d, std::ostream* os) {
+  *os << "{embedding " << ::testing::PrintToString(d.embedding) << ", metadata "
+      << ::testing::PrintToString(d.metadata) << "}";
+}
 
 }  // namespace kyrodb::testing
