@@ -1,0 +1,107 @@
+// KyroDB's engine API: a Database holds collections (per tenant), each a tiered vector store.
+//
+//   auto db = Database::Open(options);                  // recovers from options.data_dir
+//   auto c = (*db)->CreateCollection("tenant", "docs", {768, Metric::kCosine});
+//   (*c)->Upsert({DocKey::String("doc_1"), embedding, {{"lang", "en"}}});
+//   auto hits = (*c)->Search({query, 10});
+//
+// Writes are logged (WAL, per options.fsync_policy) before they are acknowledged and are
+// visible to reads as soon as they return. Reads see: the hot tier (recent writes, exact scan)
+// over the cold tier (HNSW); the newest version of a document wins; deleted documents never
+// appear. Flushing moves the hot tier into HNSW without blocking readers or writers.
+//
+// Thread-safety: every method of Database and Collection may be called concurrently. A
+// Collection handle stays valid after DropCollection (its calls then fail with NotFound).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kyrodb/status.h"
+#include "kyrodb/types.h"
+
+namespace kyrodb {
+
+enum class FsyncPolicy { kAlways, kData, kNever };
+enum class RecoveryMode { kStrict, kBestEffort };
+
+struct DatabaseOptions {
+  std::string data_dir = "./data";
+  FsyncPolicy fsync_policy = FsyncPolicy::kData;
+  uint32_t wal_flush_interval_ms = 100;
+  uint64_t wal_segment_bytes = 64ull << 20;
+  RecoveryMode recovery_mode = RecoveryMode::kStrict;
+  // Hot tier: flushed into HNSW when its oldest entry is older than this, or it is larger.
+  uint32_t hot_tier_flush_interval_ms = 600'000;
+  uint64_t hot_tier_max_bytes = 100ull << 20;
+  // Snapshots: every interval, or after this many mutations (0: never by count).
+  uint32_t snapshot_interval_ms = 86'400'000;
+  uint64_t snapshot_every_mutations = 0;
+  // Capacity of each collection's HNSW index (address space reserved, not memory).
+  uint32_t max_vectors_per_collection = 1u << 24;
+  // Background task period (flush checks, WAL sync, write probe).
+  uint32_t background_tick_ms = 100;
+  bool start_background = true;
+};
+
+class Collection {
+ public:
+  ~Collection();
+  const std::string& tenant() const;
+  const std::string& name() const;
+  const CollectionOptions& options() const;
+
+  // Inserts or replaces. InvalidArgument: wrong dimension, non-finite values, zero vector for
+  // cosine, bad id. Returns the document's key (string ids keep their string).
+  Status Upsert(const Document& doc);
+  // Per-document statuses in `results` (same order); returns the first error, if any.
+  Status UpsertBatch(const std::vector<Document>& docs, std::vector<Status>* results);
+  Status Delete(const DocKey& key);  // NotFound if absent
+  Status UpdateMetadata(const DocKey& key, const Metadata& metadata, bool merge);
+  Result<GetResult> Get(const DocKey& key, bool include_embedding) const;
+  Result<std::vector<SearchHit>> Search(const SearchRequest& request) const;
+  Result<FlushResult> Flush();
+  CollectionStats Stats() const;
+
+  class Impl;
+
+ private:
+  friend class Database;
+  explicit Collection(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
+};
+
+class Database {
+ public:
+  static Result<std::unique_ptr<Database>> Open(const DatabaseOptions& options);
+  ~Database();
+
+  Result<std::shared_ptr<Collection>> CreateCollection(const std::string& tenant,
+                                                       const std::string& name,
+                                                       const CollectionOptions& options);
+  Result<std::shared_ptr<Collection>> GetCollection(const std::string& tenant,
+                                                    const std::string& name) const;
+  Status DropCollection(const std::string& tenant, const std::string& name);
+  std::vector<CollectionInfo> ListCollections(const std::string& tenant) const;
+
+  // Checkpoint now: snapshot every collection (vectors, metadata, ids, HNSW graphs).
+  Status Snapshot();
+  // Flushes every collection's hot tier.
+  Status FlushAll();
+  // One round of background work (tests call it instead of waiting for the thread).
+  void RunBackgroundOnce();
+  // What recovery did at Open, as one line for the log.
+  const std::string& recovery_summary() const;
+  // Stops background work and syncs the WAL.
+  Status Close();
+
+  class Impl;
+
+ private:
+  explicit Database(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kyrodb

@@ -1,0 +1,562 @@
+#include "engine/collection_impl.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "base/coding.h"
+#include "distance/distance.h"
+#include "index/flat_index.h"
+
+namespace kyrodb {
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+constexpr uint32_t kMaxK = 1000;
+constexpr uint32_t kMaxEf = 10000;
+constexpr size_t kMaxStringId = 512;
+
+}  // namespace
+
+size_t StoredDoc::Bytes() const {
+  size_t b = sizeof(StoredDoc) + external.size() + embedding.size() * sizeof(float) + 64;
+  for (const auto& [k, v] : metadata) b += k.size() + v.size() + 64;
+  return b;
+}
+
+Collection::Impl::Impl(std::string tenant, std::string name, const CollectionOptions& options,
+                       std::unique_ptr<index::HnswIndex> cold, DatabaseWriter* db)
+    : tenant_(std::move(tenant)),
+      name_(std::move(name)),
+      opt_(options),
+      db_(db),
+      cold_(std::move(cold)) {}
+
+Status Collection::Impl::CheckLive() const {
+  if (dropped_.load()) {
+    return Status::NotFound("collection '" + name_ + "' was dropped");
+  }
+  return Status::Ok();
+}
+
+Status Collection::Impl::CheckVector(const std::vector<float>& v, const char* what) const {
+  if (v.size() != opt_.dimension) {
+    return Status::InvalidArgument(std::string(what) + " has dimension " +
+                                   std::to_string(v.size()) + ", collection '" + name_ +
+                                   "' expects " + std::to_string(opt_.dimension));
+  }
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!std::isfinite(v[i])) {
+      return Status::InvalidArgument(std::string(what) + " has a non-finite value at index " +
+                                     std::to_string(i));
+    }
+  }
+  if (opt_.metric == Metric::kCosine && distance::Dot(v.data(), v.data(), v.size()) == 0) {
+    return Status::InvalidArgument(std::string(what) +
+                                   " is a zero vector, which has no cosine direction");
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> Collection::Impl::Find(const DocKey& key) const {
+  if (!key.is_string()) {
+    if (key.id == 0 || key.id >= kFirstStringId) {
+      return Status::InvalidArgument("numeric doc_id must be in 1..2^63-1");
+    }
+    return key.id;
+  }
+  std::shared_lock<std::shared_mutex> l(mu_);
+  auto it = ext_to_id_.find(key.external);
+  if (it == ext_to_id_.end()) return Status::NotFound("document '" + key.external + "' not found");
+  return it->second;
+}
+
+Result<uint64_t> Collection::Impl::Resolve(const DocKey& key, bool assign) {
+  if (!key.is_string() || !assign) return Find(key);
+  if (key.external.size() > kMaxStringId) {
+    return Status::InvalidArgument("string doc_id longer than 512 bytes");
+  }
+  std::unique_lock<std::shared_mutex> l(mu_);
+  auto [it, inserted] = ext_to_id_.try_emplace(key.external, next_string_id_);
+  if (inserted) ++next_string_id_;  // reserved now, so concurrent upserts agree on the id
+  return it->second;
+}
+
+const StoredDoc* Collection::Impl::FindHotLocked(uint64_t id, bool* tombstone) const {
+  *tombstone = false;
+  auto it = live_.find(id);
+  if (it != live_.end()) {
+    *tombstone = it->second.doc == nullptr;
+    return it->second.doc.get();
+  }
+  if (frozen_ != nullptr) {
+    auto ft = frozen_->find(id);
+    if (ft != frozen_->end()) {
+      *tombstone = ft->second.doc == nullptr;
+      return ft->second.doc.get();
+    }
+  }
+  return nullptr;
+}
+
+// ---- client operations ----
+
+Status Collection::Impl::Upsert(const Document& doc) {
+  KYRODB_RETURN_IF_ERROR(CheckLive());
+  KYRODB_RETURN_IF_ERROR(CheckVector(doc.embedding, "embedding"));
+  auto id = Resolve(doc.key, /*assign=*/true);
+  if (!id.ok()) return id.status();
+  storage::WalRecord r;
+  r.type = storage::RecordType::kUpsert;
+  r.tenant = tenant_;
+  r.collection = name_;
+  r.doc_id = *id;
+  r.external_id = doc.key.external;
+  r.embedding = doc.embedding;
+  if (opt_.metric == Metric::kCosine) index::NormalizeInPlace(r.embedding.data(), r.embedding.size());
+  r.metadata = doc.metadata;
+  return db_->Log(r, this);
+}
+
+Status Collection::Impl::Delete(const DocKey& key) {
+  KYRODB_RETURN_IF_ERROR(CheckLive());
+  auto id = Find(key);
+  if (!id.ok()) return id.status();
+  {
+    std::shared_lock<std::shared_mutex> l(mu_);
+    bool tomb;
+    const StoredDoc* hot = FindHotLocked(*id, &tomb);
+    if (hot == nullptr && (tomb || !cold_meta_.contains(*id))) {
+      return Status::NotFound("document " + (key.is_string() ? "'" + key.external + "'"
+                                                             : std::to_string(key.id)) +
+                              " not found");
+    }
+  }
+  storage::WalRecord r;
+  r.type = storage::RecordType::kDelete;
+  r.tenant = tenant_;
+  r.collection = name_;
+  r.doc_id = *id;
+  return db_->Log(r, this);
+}
+
+Status Collection::Impl::UpdateMetadata(const DocKey& key, const Metadata& metadata, bool merge) {
+  KYRODB_RETURN_IF_ERROR(CheckLive());
+  auto got = Get(key, false);  // NotFound if absent
+  if (!got.ok()) return got.status();
+  auto id = Find(key);
+  if (!id.ok()) return id.status();
+  storage::WalRecord r;
+  r.type = storage::RecordType::kUpdateMetadata;
+  r.tenant = tenant_;
+  r.collection = name_;
+  r.doc_id = *id;
+  r.metadata = metadata;
+  r.merge_metadata = merge;
+  return db_->Log(r, this);
+}
+
+Result<GetResult> Collection::Impl::Get(const DocKey& key, bool include_embedding) const {
+  KYRODB_RETURN_IF_ERROR(CheckLive());
+  auto id = Find(key);
+  if (!id.ok()) return id.status();
+  auto not_found = [&] {
+    return Status::NotFound("document " +
+                            (key.is_string() ? "'" + key.external + "'" : std::to_string(key.id)) +
+                            " not found");
+  };
+  GetResult out;
+  std::shared_lock<std::shared_mutex> l(mu_);
+  bool tomb;
+  if (const StoredDoc* d = FindHotLocked(*id, &tomb)) {
+    out.key = d->external.empty() ? DocKey::Numeric(d->id) : DocKey::String(d->external);
+    out.metadata = d->metadata;
+    if (include_embedding) out.embedding = d->embedding;
+    out.served_from = Tier::kHotTier;
+    return out;
+  }
+  if (tomb) return not_found();
+  auto it = cold_meta_.find(*id);
+  if (it == cold_meta_.end()) return not_found();
+  out.key = it->second.external.empty() ? DocKey::Numeric(*id) : DocKey::String(it->second.external);
+  out.metadata = it->second.metadata;
+  out.served_from = Tier::kColdTier;
+  if (include_embedding) {
+    out.embedding.resize(opt_.dimension);
+    if (!cold_->GetVector(*id, out.embedding.data()).ok()) return not_found();
+  }
+  return out;
+}
+
+float Collection::Impl::Score(float d) const {
+  return opt_.metric == Metric::kL2 ? -d : 1.0f - d;
+}
+
+Result<std::vector<SearchHit>> Collection::Impl::Search(const SearchRequest& req) const {
+  KYRODB_RETURN_IF_ERROR(CheckLive());
+  KYRODB_RETURN_IF_ERROR(CheckVector(req.query, "query_embedding"));
+  if (req.k < 1 || req.k > kMaxK) return Status::InvalidArgument("k must be in 1..1000");
+  if (req.ef > kMaxEf) return Status::InvalidArgument("ef_search must be at most 10000");
+  std::vector<float> q = req.query;
+  if (opt_.metric == Metric::kCosine) index::NormalizeInPlace(q.data(), q.size());
+  const size_t k = req.k;
+  const size_t dim = opt_.dimension;
+
+  struct Cand {
+    float distance;
+    uint64_t id;
+    std::shared_ptr<const StoredDoc> hot;  // null: cold
+  };
+  std::vector<Cand> cands;
+  size_t frozen_size = 0;
+  {
+    // Exact scan of the hot tier (live, then frozen entries that live does not shadow).
+    std::shared_lock<std::shared_mutex> l(mu_);
+    auto consider = [&](uint64_t id, const std::shared_ptr<const StoredDoc>& d) {
+      float dist = opt_.metric == Metric::kL2 ? distance::L2Sq(q.data(), d->embedding.data(), dim)
+                                              : 1.0f - distance::Dot(q.data(), d->embedding.data(), dim);
+      cands.push_back({dist, id, d});
+    };
+    for (const auto& [id, e] : live_) {
+      if (e.doc != nullptr) consider(id, e.doc);
+    }
+    if (frozen_ != nullptr) {
+      frozen_size = frozen_->size();
+      for (const auto& [id, e] : *frozen_) {
+        if (e.doc != nullptr && !live_.contains(id)) consider(id, e.doc);
+      }
+    }
+  }
+  // The cold tier; during a flush some of its hits are frozen documents already scanned above,
+  // so ask for a few more.
+  std::vector<index::SearchHit> cold_hits;
+  const size_t cold_k = k + std::min(frozen_size, k);
+  KYRODB_RETURN_IF_ERROR(cold_->Search(q.data(), cold_k, req.ef, &cold_hits));
+  {
+    std::shared_lock<std::shared_mutex> l(mu_);
+    for (const auto& h : cold_hits) {
+      bool shadowed = live_.contains(h.label) || (frozen_ != nullptr && frozen_->contains(h.label));
+      if (!shadowed) cands.push_back({h.distance, h.label, nullptr});
+    }
+  }
+  std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {
+    return a.distance < b.distance || (a.distance == b.distance && a.id < b.id);
+  });
+  std::vector<SearchHit> out;
+  std::shared_lock<std::shared_mutex> l(mu_);
+  for (const Cand& c : cands) {
+    if (out.size() >= k) break;
+    const float score = Score(c.distance);
+    if (req.has_min_score && score < req.min_score) break;  // sorted: the rest score lower
+    if (!out.empty() && std::any_of(out.begin(), out.end(), [&](const SearchHit& h) {
+          return h.distance == c.distance && (h.key.id == c.id);
+        })) {
+      continue;
+    }
+    SearchHit hit;
+    hit.distance = c.distance;
+    hit.score = score;
+    if (c.hot != nullptr) {
+      hit.key = c.hot->external.empty() ? DocKey::Numeric(c.id) : DocKey::String(c.hot->external);
+      hit.key.id = c.id;
+      if (req.include_metadata) hit.metadata = c.hot->metadata;
+      if (req.include_embeddings) hit.embedding = c.hot->embedding;
+    } else {
+      auto it = cold_meta_.find(c.id);
+      if (it == cold_meta_.end()) continue;  // deleted since the cold search
+      hit.key = it->second.external.empty() ? DocKey::Numeric(c.id) : DocKey::String(it->second.external);
+      hit.key.id = c.id;
+      if (req.include_metadata) hit.metadata = it->second.metadata;
+      if (req.include_embeddings) {
+        hit.embedding.resize(dim);
+        if (!cold_->GetVector(c.id, hit.embedding.data()).ok()) continue;
+      }
+    }
+    out.push_back(std::move(hit));
+  }
+  return out;
+}
+
+// ---- applying logged records ----
+
+void Collection::Impl::Apply(const storage::WalRecord& r) {
+  const int64_t now = NowMs();
+  std::unique_lock<std::shared_mutex> l(mu_);
+  const uint64_t id = r.doc_id;
+  auto drop_cold = [&] {
+    if (cold_meta_.erase(id) > 0) cold_->Remove(id).IgnoreError();
+  };
+  switch (r.type) {
+    case storage::RecordType::kUpsert: {
+      auto doc = std::make_shared<StoredDoc>();
+      doc->id = id;
+      doc->external = r.external_id;
+      doc->embedding = r.embedding;
+      doc->metadata = r.metadata;
+      if (!r.external_id.empty()) {
+        ext_to_id_[r.external_id] = id;
+        next_string_id_ = std::max(next_string_id_, id + 1);
+      }
+      auto it = live_.find(id);
+      if (it != live_.end() && it->second.doc != nullptr) {
+        hot_bytes_.fetch_sub(it->second.doc->Bytes());
+      }
+      hot_bytes_.fetch_add(doc->Bytes());
+      live_[id] = HotEntry{std::move(doc), it != live_.end() ? it->second.born_ms : now};
+      drop_cold();
+      break;
+    }
+    case storage::RecordType::kDelete: {
+      bool tomb;
+      const StoredDoc* cur = FindHotLocked(id, &tomb);
+      std::string external = cur != nullptr ? cur->external : std::string();
+      if (cur == nullptr) {
+        auto cm = cold_meta_.find(id);
+        if (cm != cold_meta_.end()) external = cm->second.external;
+      }
+      if (!external.empty()) ext_to_id_.erase(external);
+      auto it = live_.find(id);
+      if (it != live_.end()) {
+        if (it->second.doc != nullptr) hot_bytes_.fetch_sub(it->second.doc->Bytes());
+        live_.erase(it);
+      }
+      // A tombstone is needed only to hide a version that is being flushed.
+      if (frozen_ != nullptr && frozen_->contains(id)) live_[id] = HotEntry{nullptr, now};
+      drop_cold();
+      break;
+    }
+    case storage::RecordType::kUpdateMetadata: {
+      auto apply = [&](Metadata* md) {
+        if (!r.merge_metadata) {
+          *md = r.metadata;
+          return;
+        }
+        for (const auto& [key, value] : r.metadata) {
+          auto kv = std::find_if(md->begin(), md->end(), [&](const auto& p) { return p.first == key; });
+          if (kv != md->end()) kv->second = value; else md->emplace_back(key, value);
+        }
+      };
+      bool tomb;
+      if (const StoredDoc* cur = FindHotLocked(id, &tomb)) {
+        auto doc = std::make_shared<StoredDoc>(*cur);
+        apply(&doc->metadata);
+        auto it = live_.find(id);
+        if (it != live_.end() && it->second.doc != nullptr) hot_bytes_.fetch_sub(it->second.doc->Bytes());
+        hot_bytes_.fetch_add(doc->Bytes());
+        live_[id] = HotEntry{std::move(doc), it != live_.end() ? it->second.born_ms : now};
+      } else if (!tomb) {
+        auto cm = cold_meta_.find(id);
+        if (cm != cold_meta_.end()) apply(&cm->second.metadata);
+      }
+      break;
+    }
+    case storage::RecordType::kCreateCollection:
+    case storage::RecordType::kDropCollection:
+      break;  // the Database handles these
+  }
+}
+
+// ---- flush ----
+
+Result<FlushResult> Collection::Impl::Flush() {
+  KYRODB_RETURN_IF_ERROR(CheckLive());
+  std::lock_guard<std::mutex> fl(flush_mu_);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::shared_ptr<const HotMap> frozen;
+  {
+    std::unique_lock<std::shared_mutex> l(mu_);
+    if (live_.empty()) return FlushResult{};
+    frozen_ = std::make_shared<const HotMap>(std::move(live_));
+    live_.clear();
+    hot_bytes_.store(0);
+    frozen = frozen_;
+  }
+  // Metadata first (readers of the cold tier need it), then the vectors, without mu_.
+  std::vector<uint64_t> ids;
+  std::vector<float> vectors;
+  {
+    std::unique_lock<std::shared_mutex> l(mu_);
+    for (const auto& [id, e] : *frozen) {
+      if (e.doc == nullptr || live_.contains(id)) continue;  // deleted or replaced meanwhile
+      cold_meta_[id] = ColdMeta{e.doc->external, e.doc->metadata};
+      ids.push_back(id);
+    }
+  }
+  vectors.reserve(ids.size() * opt_.dimension);
+  for (uint64_t id : ids) {
+    const auto& d = frozen->at(id).doc;
+    vectors.insert(vectors.end(), d->embedding.begin(), d->embedding.end());
+  }
+  Status s = cold_->AddBatch(ids, vectors.data());
+  {
+    std::unique_lock<std::shared_mutex> l(mu_);
+    // Documents that were replaced or deleted while they were being inserted.
+    for (uint64_t id : ids) {
+      if (live_.contains(id)) {
+        if (cold_meta_.erase(id) > 0) cold_->Remove(id).IgnoreError();
+      }
+    }
+    // Tombstones only hid frozen versions; those are gone now.
+    for (auto it = live_.begin(); it != live_.end();) {
+      if (it->second.doc == nullptr) it = live_.erase(it); else ++it;
+    }
+    frozen_.reset();
+  }
+  if (!s.ok()) return s;
+  flushes_.fetch_add(1);
+  FlushResult r;
+  r.docs_flushed = ids.size();
+  r.duration_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+int64_t Collection::Impl::oldest_hot_ms() const {
+  std::shared_lock<std::shared_mutex> l(mu_);
+  int64_t oldest = 0;
+  for (const auto& [id, e] : live_) {
+    if (oldest == 0 || e.born_ms < oldest) oldest = e.born_ms;
+  }
+  return oldest;
+}
+
+CollectionStats Collection::Impl::Stats() const {
+  CollectionStats st;
+  std::shared_lock<std::shared_mutex> l(mu_);
+  for (const auto& [id, e] : live_) st.hot_documents += e.doc != nullptr;
+  if (frozen_ != nullptr) {
+    for (const auto& [id, e] : *frozen_) st.hot_documents += e.doc != nullptr && !live_.contains(id);
+  }
+  st.cold_documents = cold_meta_.size();
+  st.documents = st.hot_documents + st.cold_documents;
+  st.hot_bytes = hot_bytes_.load();
+  st.flushes = flushes_.load();
+  st.memory_bytes = st.hot_bytes + cold_->Stats().memory_bytes;
+  return st;
+}
+
+// ---- snapshot ----
+
+namespace {
+void PutDoc(std::string* out, uint64_t id, const std::string& external, const Metadata& md,
+            const std::vector<float>* embedding) {
+  coding::PutFixed64(out, id);
+  coding::PutLengthPrefixed(out, external);
+  coding::PutVarint64(out, md.size());
+  for (const auto& [k, v] : md) {
+    coding::PutLengthPrefixed(out, k);
+    coding::PutLengthPrefixed(out, v);
+  }
+  if (embedding != nullptr) {
+    out->append(reinterpret_cast<const char*>(embedding->data()), embedding->size() * 4);
+  }
+}
+
+bool GetDoc(std::string_view* in, size_t dim, bool with_embedding, StoredDoc* d) {
+  std::string_view ext;
+  uint64_t n;
+  if (!coding::GetFixed64(in, &d->id) || !coding::GetLengthPrefixed(in, &ext) ||
+      !coding::GetVarint64(in, &n) || n > in->size()) {
+    return false;
+  }
+  d->external.assign(ext.data(), ext.size());
+  d->metadata.clear();
+  for (uint64_t i = 0; i < n; ++i) {
+    std::string_view k, v;
+    if (!coding::GetLengthPrefixed(in, &k) || !coding::GetLengthPrefixed(in, &v)) return false;
+    d->metadata.emplace_back(std::string(k), std::string(v));
+  }
+  if (with_embedding) {
+    if (in->size() < dim * 4) return false;
+    d->embedding.resize(dim);
+    std::memcpy(d->embedding.data(), in->data(), dim * 4);
+    in->remove_prefix(dim * 4);
+  }
+  return true;
+}
+}  // namespace
+
+Status Collection::Impl::SaveTo(storage::SnapshotWriter* w, const std::string& prefix) {
+  std::lock_guard<std::mutex> fl(flush_mu_);  // no flush moves documents meanwhile
+  auto hnsw_path = w->PathFor(prefix + ".hnsw");
+  if (!hnsw_path.ok()) return hnsw_path.status();
+  std::string out;
+  {
+    std::shared_lock<std::shared_mutex> l(mu_);
+    coding::PutFixed64(&out, next_string_id_);
+    coding::PutFixed64(&out, live_.size());
+    for (const auto& [id, e] : live_) {
+      if (e.doc == nullptr) {
+        PutDoc(&out, id, {}, {}, nullptr);
+        out.push_back(0);
+      } else {
+        PutDoc(&out, id, e.doc->external, e.doc->metadata, nullptr);
+        out.push_back(1);
+        out.append(reinterpret_cast<const char*>(e.doc->embedding.data()),
+                   e.doc->embedding.size() * 4);
+      }
+    }
+    coding::PutFixed64(&out, cold_meta_.size());
+    for (const auto& [id, m] : cold_meta_) PutDoc(&out, id, m.external, m.metadata, nullptr);
+  }
+  KYRODB_RETURN_IF_ERROR(cold_->Save(*hnsw_path, w->fs()));
+  auto f = w->NewFile(prefix + ".docs");
+  if (!f.ok()) return f.status();
+  KYRODB_RETURN_IF_ERROR((*f)->Append(out.data(), out.size()));
+  return (*f)->Close();
+}
+
+Result<std::shared_ptr<Collection::Impl>> Collection::Impl::LoadFrom(
+    const storage::SnapshotReader& r, const std::string& prefix, std::string tenant,
+    std::string name, const CollectionOptions& options, uint32_t max_vectors,
+    DatabaseWriter* db) {
+  auto cold = index::HnswIndex::Load(r.PathOf(prefix + ".hnsw"), r.fs(), max_vectors);
+  if (!cold.ok()) return cold.status();
+  const std::string path = r.PathOf(prefix + ".docs");
+  auto size = r.fs()->FileSize(path);
+  if (!size.ok()) return size.status();
+  auto f = r.fs()->NewSequentialFile(path);
+  if (!f.ok()) return f.status();
+  std::string data(*size, '\0');
+  KYRODB_RETURN_IF_ERROR(io::ReadExactly(f->get(), data.data(), data.size(), path.c_str()));
+  auto impl = std::make_shared<Impl>(std::move(tenant), std::move(name), options,
+                                     std::move(cold).value(), db);
+  auto bad = [&] { return Status::Corruption(path + ": malformed collection documents"); };
+  std::string_view in(data);
+  uint64_t n;
+  if (!coding::GetFixed64(&in, &impl->next_string_id_) || !coding::GetFixed64(&in, &n)) return bad();
+  const int64_t now = NowMs();
+  for (uint64_t i = 0; i < n; ++i) {
+    auto d = std::make_shared<StoredDoc>();
+    if (!GetDoc(&in, options.dimension, false, d.get()) || in.empty()) return bad();
+    const bool has_doc = in[0] != 0;
+    in.remove_prefix(1);
+    if (!has_doc) continue;  // tombstones hid frozen versions; nothing frozen survives a restart
+    if (in.size() < options.dimension * 4u) return bad();
+    d->embedding.resize(options.dimension);
+    std::memcpy(d->embedding.data(), in.data(), options.dimension * 4u);
+    in.remove_prefix(options.dimension * 4u);
+    if (!d->external.empty()) impl->ext_to_id_[d->external] = d->id;
+    impl->hot_bytes_.fetch_add(d->Bytes());
+    const uint64_t id = d->id;
+    impl->live_[id] = HotEntry{std::move(d), now};
+  }
+  if (!coding::GetFixed64(&in, &n)) return bad();
+  for (uint64_t i = 0; i < n; ++i) {
+    StoredDoc d;
+    if (!GetDoc(&in, options.dimension, false, &d)) return bad();
+    // A document removed from the index after its metadata was copied is not in the cold tier.
+    if (!impl->cold_->Contains(d.id)) continue;
+    if (!d.external.empty()) impl->ext_to_id_[d.external] = d.id;
+    impl->cold_meta_[d.id] = ColdMeta{std::move(d.external), std::move(d.metadata)};
+  }
+  if (!in.empty()) return bad();
+  return impl;
+}
+
+}  // namespace kyrodb

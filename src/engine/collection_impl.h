@@ -1,0 +1,123 @@
+// Collection::Impl: one collection's tiers and how mutations reach them.
+//
+//   live_   hot tier: ordered map id -> entry (a document, or a tombstone that hides older
+//           versions below it), written by every upsert/delete;
+//   frozen_ the previous hot map while a flush moves it into the cold tier (immutable);
+//   cold_   HnswIndex with the embeddings, plus cold_meta_ (string id, metadata).
+// Precedence on every read: live_ > frozen_ > cold. An upsert removes older cold versions at
+// once, a delete removes the cold version and leaves a tombstone only where a frozen version
+// exists, so cold never answers for a document that has a newer state above it (and a search
+// re-checks, for the short window of a flush).
+//
+// Locking: mu_ (shared for reads, exclusive for the short map updates) guards the maps;
+// flush_mu_ serializes flushes and snapshots of this collection. HNSW inserts run without mu_.
+#pragma once
+
+#include <absl/container/btree_map.h>
+#include <absl/container/flat_hash_map.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "index/hnsw_index.h"
+#include "kyrodb/database.h"
+#include "storage/snapshot.h"
+#include "storage/wal_record.h"
+
+namespace kyrodb {
+
+class DatabaseWriter;  // the Database side: logs a record, then applies it
+
+struct StoredDoc {
+  uint64_t id = 0;
+  std::string external;
+  std::vector<float> embedding;  // unit length for cosine collections
+  Metadata metadata;
+  size_t Bytes() const;
+};
+
+class Collection::Impl {
+ public:
+  static constexpr uint64_t kFirstStringId = 1ull << 63;
+
+  Impl(std::string tenant, std::string name, const CollectionOptions& options,
+       std::unique_ptr<index::HnswIndex> cold, DatabaseWriter* db);
+
+  const std::string& tenant() const { return tenant_; }
+  const std::string& name() const { return name_; }
+  const CollectionOptions& options() const { return opt_; }
+  void MarkDropped() { dropped_.store(true); }
+
+  // Client operations: validate, log through db_, apply.
+  Status Upsert(const Document& doc);
+  Status Delete(const DocKey& key);
+  Status UpdateMetadata(const DocKey& key, const Metadata& metadata, bool merge);
+  Result<GetResult> Get(const DocKey& key, bool include_embedding) const;
+  Result<std::vector<SearchHit>> Search(const SearchRequest& request) const;
+  Result<FlushResult> Flush();
+  CollectionStats Stats() const;
+
+  // State machine side: apply a logged record (live or replayed). Idempotent.
+  void Apply(const storage::WalRecord& r);
+
+  // Snapshot files "<prefix>.docs" and "<prefix>.hnsw".
+  Status SaveTo(storage::SnapshotWriter* w, const std::string& prefix);
+  static Result<std::shared_ptr<Impl>> LoadFrom(const storage::SnapshotReader& r,
+                                                const std::string& prefix, std::string tenant,
+                                                std::string name, const CollectionOptions& options,
+                                                uint32_t max_vectors, DatabaseWriter* db);
+
+  // Background policy inputs.
+  uint64_t hot_bytes() const { return hot_bytes_.load(std::memory_order_relaxed); }
+  int64_t oldest_hot_ms() const;  // 0 when the hot tier is empty
+
+ private:
+  struct HotEntry {
+    std::shared_ptr<const StoredDoc> doc;  // null: tombstone
+    int64_t born_ms = 0;
+  };
+  using HotMap = absl::btree_map<uint64_t, HotEntry>;
+  struct ColdMeta {
+    std::string external;
+    Metadata metadata;
+  };
+
+  Status CheckLive() const;
+  Status CheckVector(const std::vector<float>& v, const char* what) const;
+  // Resolves a key to an internal id; with `assign`, gives a new string id one.
+  Result<uint64_t> Resolve(const DocKey& key, bool assign);
+  Result<uint64_t> Find(const DocKey& key) const;
+  // The current version of `id`, and where it lives (caller holds mu_).
+  const StoredDoc* FindHotLocked(uint64_t id, bool* tombstone) const;
+  float Score(float distance) const;
+
+  const std::string tenant_, name_;
+  const CollectionOptions opt_;
+  DatabaseWriter* const db_;
+  std::atomic<bool> dropped_{false};
+  std::unique_ptr<index::HnswIndex> cold_;
+
+  mutable std::shared_mutex mu_;
+  HotMap live_;
+  std::shared_ptr<const HotMap> frozen_;
+  absl::flat_hash_map<uint64_t, ColdMeta> cold_meta_;
+  absl::flat_hash_map<std::string, uint64_t> ext_to_id_;
+  uint64_t next_string_id_ = kFirstStringId;
+
+  std::mutex flush_mu_;
+  std::atomic<uint64_t> hot_bytes_{0};
+  std::atomic<uint64_t> flushes_{0};
+};
+
+// What a Collection needs from its Database: log-then-apply, and the current time.
+class DatabaseWriter {
+ public:
+  virtual ~DatabaseWriter() = default;
+  virtual Status Log(const storage::WalRecord& record, Collection::Impl* target) = 0;
+};
+
+}  // namespace kyrodb
