@@ -293,6 +293,32 @@ TEST(EngineTest, ConcurrentWritesReadsAndFlushesLoseNothing) {
   ExpectMatchesModel(**c, all, dim, "after final flush");
 }
 
+TEST(EngineTest, RepeatedSearchIsServedFromTheResultCacheUntilAWrite) {
+  TempDir d;
+  auto db = MustOpen(Options(d.path()));
+  auto c = db->CreateCollection("t", "c", L2(4));
+  ASSERT_TRUE(c.ok());
+  for (uint64_t i = 1; i <= 50; ++i) ASSERT_OK((*c)->Upsert({DocKey::Numeric(i), Vec(i, 4), {}}));
+  SearchRequest r;
+  r.query = {9, 9, 9, 9};
+  r.k = 3;
+  auto first = (*c)->Search(r);
+  ASSERT_TRUE(first.ok());
+  const uint64_t hits_before = (*c)->Stats().search_cache_hits;
+  auto second = (*c)->Search(r);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ((*c)->Stats().search_cache_hits, hits_before + 1);
+  ASSERT_EQ(second->size(), first->size());
+  for (size_t i = 0; i < first->size(); ++i) EXPECT_EQ((*second)[i].key.id, (*first)[i].key.id);
+  // A write makes the cached answer stale: the new closest document must show up.
+  ASSERT_OK((*c)->Upsert({DocKey::Numeric(77), {9, 9, 9, 9}, {}}));
+  auto third = (*c)->Search(r);
+  ASSERT_TRUE(third.ok());
+  ASSERT_FALSE(third->empty());
+  EXPECT_EQ((*third)[0].key.id, 77u);
+  EXPECT_EQ((*c)->Stats().search_cache_hits, hits_before + 1);
+}
+
 TEST(EngineTest, BackgroundTaskFlushesByAgeAndSnapshotsByCount) {
   TempDir d;
   DatabaseOptions o = Options(d.path());

@@ -88,6 +88,8 @@ struct CollectionStats {
   uint64_t hot_bytes = 0;
   uint64_t flushes = 0;
   uint64_t memory_bytes = 0;
+  uint64_t search_cache_hits = 0;
+  uint64_t search_cache_misses = 0;
 };
 
 }  // namespace kyrodb

@@ -203,6 +203,14 @@ Result<std::vector<SearchHit>> Collection::Impl::Search(const SearchRequest& req
   KYRODB_RETURN_IF_ERROR(CheckVector(req.query, "query_embedding"));
   if (req.k < 1 || req.k > kMaxK) return Status::InvalidArgument("k must be in 1..1000");
   if (req.ef > kMaxEf) return Status::InvalidArgument("ef_search must be at most 10000");
+  const uint64_t generation = generation_.load(std::memory_order_acquire);
+  if (auto cached = search_cache_.Lookup(req, generation)) return std::move(*cached);
+  auto result = SearchUncached(req);
+  if (result.ok()) search_cache_.Insert(req, generation, *result);
+  return result;
+}
+
+Result<std::vector<SearchHit>> Collection::Impl::SearchUncached(const SearchRequest& req) const {
   std::vector<float> q = req.query;
   if (opt_.metric == Metric::kCosine) index::NormalizeInPlace(q.data(), q.size());
   const size_t k = req.k;
@@ -288,6 +296,7 @@ Result<std::vector<SearchHit>> Collection::Impl::Search(const SearchRequest& req
 void Collection::Impl::Apply(const storage::WalRecord& r) {
   const int64_t now = NowMs();
   std::unique_lock<std::shared_mutex> l(mu_);
+  generation_.fetch_add(1, std::memory_order_acq_rel);
   const uint64_t id = r.doc_id;
   auto drop_cold = [&] {
     if (cold_meta_.erase(id) > 0) cold_->Remove(id).IgnoreError();
@@ -407,6 +416,7 @@ Result<FlushResult> Collection::Impl::Flush() {
       if (it->second.doc == nullptr) it = live_.erase(it); else ++it;
     }
     frozen_.reset();
+    generation_.fetch_add(1, std::memory_order_acq_rel);
   }
   if (!s.ok()) return s;
   flushes_.fetch_add(1);
@@ -437,6 +447,8 @@ CollectionStats Collection::Impl::Stats() const {
   st.hot_bytes = hot_bytes_.load();
   st.flushes = flushes_.load();
   st.memory_bytes = st.hot_bytes + cold_->Stats().memory_bytes;
+  st.search_cache_hits = search_cache_.hits();
+  st.search_cache_misses = search_cache_.misses();
   return st;
 }
 

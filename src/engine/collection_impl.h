@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/search_cache.h"
 #include "index/hnsw_index.h"
 #include "kyrodb/database.h"
 #include "storage/snapshot.h"
@@ -58,6 +59,7 @@ class Collection::Impl {
   Status UpdateMetadata(const DocKey& key, const Metadata& metadata, bool merge);
   Result<GetResult> Get(const DocKey& key, bool include_embedding) const;
   Result<std::vector<SearchHit>> Search(const SearchRequest& request) const;
+  Result<std::vector<SearchHit>> SearchUncached(const SearchRequest& request) const;
   Result<FlushResult> Flush();
   CollectionStats Stats() const;
 
@@ -109,6 +111,10 @@ class Collection::Impl {
   uint64_t next_string_id_ = kFirstStringId;
 
   std::mutex flush_mu_;
+  // Bumped by every applied record and flush; search-cache entries of older generations are
+  // dead.
+  std::atomic<uint64_t> generation_{0};
+  mutable SearchCache search_cache_{1024};
   std::atomic<uint64_t> hot_bytes_{0};
   std::atomic<uint64_t> flushes_{0};
 };
