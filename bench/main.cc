@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 
 #include "ann_bench.h"
+#include "cache_bench.h"
+#include "engine_bench.h"
 #include "storage_bench.h"
 
 int main(int argc, char** argv) {
@@ -13,9 +15,15 @@ int main(int argc, char** argv) {
   CLI::App* ann_cmd = kyrodb::bench::AddAnnCommand(&app, &ann);
   kyrodb::bench::StorageBenchConfig storage;
   CLI::App* storage_cmd = kyrodb::bench::AddStorageCommand(&app, &storage);
+  kyrodb::bench::CacheBenchConfig cache;
+  CLI::App* cache_cmd = kyrodb::bench::AddCacheCommand(&app, &cache);
+  kyrodb::bench::EngineBenchConfig engine;
+  CLI::App* engine_cmd = kyrodb::bench::AddEngineCommand(&app, &engine);
 
   CLI11_PARSE(app, argc, argv);
   if (ann_cmd->parsed()) return kyrodb::bench::RunAnnBench(ann);
   if (storage_cmd->parsed()) return kyrodb::bench::RunStorageBench(storage);
+  if (cache_cmd->parsed()) return kyrodb::bench::RunCacheBench(cache);
+  if (engine_cmd->parsed()) return kyrodb::bench::RunEngineBench(engine);
   return 1;
 }

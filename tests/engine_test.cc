@@ -319,6 +319,34 @@ TEST(EngineTest, RepeatedSearchIsServedFromTheResultCacheUntilAWrite) {
   EXPECT_EQ((*c)->Stats().search_cache_hits, hits_before + 1);
 }
 
+TEST(EngineTest, SecondLookupIsServedFromTheCacheAndWritesNeverLeaveItStale) {
+  TempDir d;
+  auto db = MustOpen(Options(d.path()));
+  auto c = db->CreateCollection("t", "c", L2(4));
+  ASSERT_TRUE(c.ok());
+  ASSERT_OK((*c)->Upsert({DocKey::String("a"), {1, 2, 3, 4}, {{"v", "1"}}}));
+  ASSERT_TRUE((*c)->Flush().ok());
+  auto first = (*c)->Get(DocKey::String("a"), true);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->served_from, Tier::kColdTier);
+  auto second = (*c)->Get(DocKey::String("a"), true);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->served_from, Tier::kCache);
+  EXPECT_EQ(second->embedding, (std::vector<float>{1, 2, 3, 4}));
+  EXPECT_EQ(second->key.external, "a");
+  // Update: the cached copy must not be served.
+  ASSERT_OK((*c)->Upsert({DocKey::String("a"), {5, 6, 7, 8}, {{"v", "2"}}}));
+  auto third = (*c)->Get(DocKey::String("a"), true);
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->embedding, (std::vector<float>{5, 6, 7, 8}));
+  EXPECT_EQ(third->metadata, (Metadata{{"v", "2"}}));
+  ASSERT_TRUE((*c)->Get(DocKey::String("a"), false).ok());  // cached again
+  ASSERT_OK((*c)->UpdateMetadata(DocKey::String("a"), {{"w", "x"}}, /*merge=*/true));
+  EXPECT_EQ((*c)->Get(DocKey::String("a"), false)->metadata, (Metadata{{"v", "2"}, {"w", "x"}}));
+  ASSERT_OK((*c)->Delete(DocKey::String("a")));
+  EXPECT_EQ((*c)->Get(DocKey::String("a"), false).status().code(), StatusCode::kNotFound);
+}
+
 TEST(EngineTest, BackgroundTaskFlushesByAgeAndSnapshotsByCount) {
   TempDir d;
   DatabaseOptions o = Options(d.path());

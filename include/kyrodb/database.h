@@ -41,6 +41,11 @@ struct DatabaseOptions {
   uint64_t snapshot_every_mutations = 0;
   // Capacity of each collection's HNSW index (address space reserved, not memory).
   uint32_t max_vectors_per_collection = 1u << 24;
+  // L1 cache of documents by id, per collection: "learned" (hotness model, falls back to LRU
+  // by itself) or "lru"; retrained every cache_training_interval_ms by the background task.
+  bool cache_learned = true;
+  uint64_t cache_max_bytes = 64ull << 20;
+  uint32_t cache_training_interval_ms = 600'000;
   // Background task period (flush checks, WAL sync, write probe).
   uint32_t background_tick_ms = 100;
   bool start_background = true;

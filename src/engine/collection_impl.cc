@@ -31,12 +31,14 @@ size_t StoredDoc::Bytes() const {
 }
 
 Collection::Impl::Impl(std::string tenant, std::string name, const CollectionOptions& options,
-                       std::unique_ptr<index::HnswIndex> cold, DatabaseWriter* db)
+                       std::unique_ptr<index::HnswIndex> cold, DatabaseWriter* db,
+                       const cache::LearnedCacheOptions& cache_options)
     : tenant_(std::move(tenant)),
       name_(std::move(name)),
       opt_(options),
       db_(db),
-      cold_(std::move(cold)) {}
+      cold_(std::move(cold)),
+      l1_(std::make_unique<cache::LearnedCache>(cache_options)) {}
 
 Status Collection::Impl::CheckLive() const {
   if (dropped_.load()) {
@@ -166,31 +168,44 @@ Result<GetResult> Collection::Impl::Get(const DocKey& key, bool include_embeddin
   KYRODB_RETURN_IF_ERROR(CheckLive());
   auto id = Find(key);
   if (!id.ok()) return id.status();
-  auto not_found = [&] {
-    return Status::NotFound("document " +
-                            (key.is_string() ? "'" + key.external + "'" : std::to_string(key.id)) +
-                            " not found");
-  };
   GetResult out;
-  std::shared_lock<std::shared_mutex> l(mu_);
-  bool tomb;
-  if (const StoredDoc* d = FindHotLocked(*id, &tomb)) {
-    out.key = d->external.empty() ? DocKey::Numeric(d->id) : DocKey::String(d->external);
-    out.metadata = d->metadata;
-    if (include_embedding) out.embedding = d->embedding;
-    out.served_from = Tier::kHotTier;
+  out.key = key;
+  if (!key.is_string()) out.key.id = *id;
+  // L1: every read is logged there; a hit costs a hash probe.
+  if (auto cached = l1_->Get(*id)) {
+    out.metadata = cached->metadata;
+    if (include_embedding) out.embedding = cached->embedding;
+    out.served_from = Tier::kCache;
     return out;
   }
-  if (tomb) return not_found();
-  auto it = cold_meta_.find(*id);
-  if (it == cold_meta_.end()) return not_found();
-  out.key = it->second.external.empty() ? DocKey::Numeric(*id) : DocKey::String(it->second.external);
-  out.metadata = it->second.metadata;
-  out.served_from = Tier::kColdTier;
-  if (include_embedding) {
-    out.embedding.resize(opt_.dimension);
-    if (!cold_->GetVector(*id, out.embedding.data()).ok()) return not_found();
+  // Taken before reading the tiers: a write that lands meanwhile makes the fill below a no-op.
+  const uint64_t ticket = l1_->FillTicket(*id);
+  auto doc = std::make_shared<cache::CachedDoc>();
+  {
+    std::shared_lock<std::shared_mutex> l(mu_);
+    bool tomb;
+    if (const StoredDoc* d = FindHotLocked(*id, &tomb)) {
+      doc->embedding = d->embedding;
+      doc->metadata = d->metadata;
+      out.served_from = Tier::kHotTier;
+    } else {
+      auto it = tomb ? cold_meta_.end() : cold_meta_.find(*id);
+      if (it == cold_meta_.end()) {
+        return Status::NotFound("document " +
+                                (key.is_string() ? "'" + key.external + "'" : std::to_string(key.id)) +
+                                " not found");
+      }
+      doc->metadata = it->second.metadata;
+      doc->embedding.resize(opt_.dimension);
+      if (!cold_->GetVector(*id, doc->embedding.data()).ok()) {
+        return Status::NotFound("document " + std::to_string(*id) + " not found");
+      }
+      out.served_from = Tier::kColdTier;
+    }
   }
+  out.metadata = doc->metadata;
+  if (include_embedding) out.embedding = doc->embedding;
+  l1_->Fill(*id, std::move(doc), ticket);
   return out;
 }
 
@@ -297,9 +312,11 @@ void Collection::Impl::Apply(const storage::WalRecord& r) {
   const int64_t now = NowMs();
   std::unique_lock<std::shared_mutex> l(mu_);
   generation_.fetch_add(1, std::memory_order_acq_rel);
+  l1_->Invalidate(r.doc_id);
   const uint64_t id = r.doc_id;
   auto drop_cold = [&] {
-    if (cold_meta_.erase(id) > 0) cold_->Remove(id).IgnoreError();
+    cold_meta_.erase(id);
+    if (cold_->Contains(id)) cold_->Remove(id).IgnoreError();
   };
   switch (r.type) {
     case storage::RecordType::kUpsert: {
@@ -408,7 +425,9 @@ Result<FlushResult> Collection::Impl::Flush() {
     // Documents that were replaced or deleted while they were being inserted.
     for (uint64_t id : ids) {
       if (live_.contains(id)) {
-        if (cold_meta_.erase(id) > 0) cold_->Remove(id).IgnoreError();
+        // The write above this one may have found nothing to remove yet: remove it now.
+        cold_meta_.erase(id);
+        cold_->Remove(id).IgnoreError();
       }
     }
     // Tombstones only hid frozen versions; those are gone now.
@@ -424,6 +443,11 @@ Result<FlushResult> Collection::Impl::Flush() {
   r.docs_flushed = ids.size();
   r.duration_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return r;
+}
+
+void Collection::Impl::MaintainColdTier() {
+  index::HnswStats st = cold_->Stats();
+  if (st.deleted >= 64 && st.deleted * 10 >= st.slots) cold_->Consolidate();
 }
 
 int64_t Collection::Impl::oldest_hot_ms() const {
@@ -526,7 +550,7 @@ Status Collection::Impl::SaveTo(storage::SnapshotWriter* w, const std::string& p
 Result<std::shared_ptr<Collection::Impl>> Collection::Impl::LoadFrom(
     const storage::SnapshotReader& r, const std::string& prefix, std::string tenant,
     std::string name, const CollectionOptions& options, uint32_t max_vectors,
-    DatabaseWriter* db) {
+    DatabaseWriter* db, const cache::LearnedCacheOptions& cache_options) {
   auto cold = index::HnswIndex::Load(r.PathOf(prefix + ".hnsw"), r.fs(), max_vectors);
   if (!cold.ok()) return cold.status();
   const std::string path = r.PathOf(prefix + ".docs");
@@ -537,7 +561,7 @@ Result<std::shared_ptr<Collection::Impl>> Collection::Impl::LoadFrom(
   std::string data(*size, '\0');
   KYRODB_RETURN_IF_ERROR(io::ReadExactly(f->get(), data.data(), data.size(), path.c_str()));
   auto impl = std::make_shared<Impl>(std::move(tenant), std::move(name), options,
-                                     std::move(cold).value(), db);
+                                     std::move(cold).value(), db, cache_options);
   auto bad = [&] { return Status::Corruption(path + ": malformed collection documents"); };
   std::string_view in(data);
   uint64_t n;

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/learned_cache.h"
 #include "engine/search_cache.h"
 #include "index/hnsw_index.h"
 #include "kyrodb/database.h"
@@ -46,7 +47,8 @@ class Collection::Impl {
   static constexpr uint64_t kFirstStringId = 1ull << 63;
 
   Impl(std::string tenant, std::string name, const CollectionOptions& options,
-       std::unique_ptr<index::HnswIndex> cold, DatabaseWriter* db);
+       std::unique_ptr<index::HnswIndex> cold, DatabaseWriter* db,
+       const cache::LearnedCacheOptions& cache_options);
 
   const std::string& tenant() const { return tenant_; }
   const std::string& name() const { return name_; }
@@ -71,7 +73,15 @@ class Collection::Impl {
   static Result<std::shared_ptr<Impl>> LoadFrom(const storage::SnapshotReader& r,
                                                 const std::string& prefix, std::string tenant,
                                                 std::string name, const CollectionOptions& options,
-                                                uint32_t max_vectors, DatabaseWriter* db);
+                                                uint32_t max_vectors, DatabaseWriter* db,
+                                                const cache::LearnedCacheOptions& cache_options);
+
+  // The L1 cache (the background task trains it).
+  cache::LearnedCache& l1() const { return *l1_; }
+
+  // Relinks the HNSW graph around removed documents once they exceed 10% of it (the
+  // background task calls this; it never holds the collection lock while doing so).
+  void MaintainColdTier();
 
   // Background policy inputs.
   uint64_t hot_bytes() const { return hot_bytes_.load(std::memory_order_relaxed); }
@@ -115,6 +125,7 @@ class Collection::Impl {
   // dead.
   std::atomic<uint64_t> generation_{0};
   mutable SearchCache search_cache_{1024};
+  std::unique_ptr<cache::LearnedCache> l1_;  // documents by id; invalidated by every Apply
   std::atomic<uint64_t> hot_bytes_{0};
   std::atomic<uint64_t> flushes_{0};
 };

@@ -189,7 +189,7 @@ class Database::Impl final : public DatabaseWriter, public storage::StateMachine
           storage::DecodePayload(storage::RecordType::kCreateCollection, spec_payload, &spec));
       auto c = Collection::Impl::LoadFrom(r, std::string(prefix), std::string(tenant),
                                           std::string(name), FromSpec(spec.spec),
-                                          opt_.max_vectors_per_collection, this);
+                                          opt_.max_vectors_per_collection, this, CacheOptions());
       if (!c.ok()) return c.status();
       loaded[Key(std::string(tenant), std::string(name))] = std::move(c).value();
     }
@@ -202,6 +202,13 @@ class Database::Impl final : public DatabaseWriter, public storage::StateMachine
   void Clear() override {
     std::unique_lock<std::shared_mutex> l(mu_);
     collections_.clear();
+  }
+
+  cache::LearnedCacheOptions CacheOptions() const {
+    cache::LearnedCacheOptions c;
+    c.strategy = opt_.cache_learned ? cache::CacheStrategy::kLearned : cache::CacheStrategy::kLru;
+    c.max_bytes = opt_.cache_max_bytes;
+    return c;
   }
 
   // ---- catalog ----
@@ -234,7 +241,8 @@ class Database::Impl final : public DatabaseWriter, public storage::StateMachine
     io.max_elements = opt_.max_vectors_per_collection;
     auto idx = index::HnswIndex::Create(io);
     if (!idx.ok()) return idx.status();
-    auto c = std::make_shared<Collection::Impl>(tenant, name, o, std::move(idx).value(), this);
+    auto c = std::make_shared<Collection::Impl>(tenant, name, o, std::move(idx).value(), this,
+                                                CacheOptions());
     collections_[Key(tenant, name)] = c;
     return c;
   }
@@ -319,11 +327,16 @@ class Database::Impl final : public DatabaseWriter, public storage::StateMachine
     storage_->Tick();
     const int64_t now = NowMs();
     for (auto& c : All()) {
+      c->MaintainColdTier();
       const int64_t oldest = c->oldest_hot_ms();
       if (c->hot_bytes() > opt_.hot_tier_max_bytes ||
           (oldest != 0 && now - oldest >= static_cast<int64_t>(opt_.hot_tier_flush_interval_ms))) {
         c->Flush().status().IgnoreError();
       }
+    }
+    if (now - last_training_ms_.load() >= static_cast<int64_t>(opt_.cache_training_interval_ms)) {
+      last_training_ms_.store(now);
+      for (auto& c : All()) c->l1().TrainNow().IgnoreError();  // failure: LRU fallback
     }
     const uint64_t since = mutations_.load() - mutations_at_snapshot_.load();
     const bool by_count = opt_.snapshot_every_mutations > 0 && since >= opt_.snapshot_every_mutations;
@@ -365,6 +378,7 @@ class Database::Impl final : public DatabaseWriter, public storage::StateMachine
   std::map<std::pair<std::string, std::string>, std::shared_ptr<Collection::Impl>> collections_;
   std::atomic<uint64_t> mutations_{0}, mutations_at_snapshot_{0};
   std::atomic<int64_t> last_snapshot_ms_{0};
+  std::atomic<int64_t> last_training_ms_{NowMs()};
   std::mutex bg_mu_;
   std::condition_variable bg_cv_;
   bool bg_stop_ = false;

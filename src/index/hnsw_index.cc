@@ -352,7 +352,13 @@ class HnswIndex::Impl {
     if (q == nullptr) return Status::InvalidArgument("cosine query vector has zero norm");
     if (ef == 0) ef = opt_.ef_search;
     ef = std::max(ef, k);
-    if (deleted_.load(std::memory_order_relaxed) > 0) ef += k;
+    // Removed nodes still take places in the candidate pool until Consolidate(): widen it in
+    // proportion, so that removals do not crowd live results out.
+    const size_t deleted = deleted_.load(std::memory_order_relaxed);
+    if (deleted > 0) {
+      const size_t live = live_.load(std::memory_order_relaxed);
+      ef += k + std::min(3 * ef, ef * deleted / (live + 1));
+    }
     const bool exact_walk = !quantized_.load(std::memory_order_acquire);
     WithOracle(q, s, [&](const auto& dist) {
       float d = dist(e.node);
@@ -469,7 +475,10 @@ class HnswIndex::Impl {
     LevelOf(id) = static_cast<uint8_t>(level);
     StoreRel(Links0(id), 0);
     uint32_t* upper = nullptr;
-    if (level > 0) upper = new uint32_t[static_cast<size_t>(level) * upper_stride_]();
+    if (level > 0) {
+      upper = new uint32_t[static_cast<size_t>(level) * upper_stride_]();
+      upper_bytes_.fetch_add(static_cast<size_t>(level) * upper_stride_ * 4);
+    }
     delete[] UpperPtr(id);
     UpperPtr(id) = upper;
     if (quantized_.load(std::memory_order_relaxed)) EncodeSlot(id);
@@ -773,6 +782,9 @@ class HnswIndex::Impl {
     }
     gp_.Synchronize();  // no search still walks the removed nodes
     for (uint32_t id : removed) {
+      if (UpperPtr(id) != nullptr) {
+        upper_bytes_.fetch_sub(static_cast<size_t>(LevelOf(id)) * upper_stride_ * 4);
+      }
       delete[] UpperPtr(id);
       UpperPtr(id) = nullptr;
       Flags(id).store(kFlagFree);
@@ -794,10 +806,7 @@ class HnswIndex::Impl {
       std::lock_guard<std::mutex> l(free_mu_);
       st.free_slots = free_slots_.size();
     }
-    size_t upper_links = 0;
-    for (uint32_t i = 0; i < st.slots; ++i) {
-      upper_links += static_cast<size_t>(LevelOf(i)) * upper_stride_ * 4;
-    }
+    const size_t upper_links = upper_bytes_.load();
     st.memory_bytes = st.slots * (stride0_ + vec_stride_ * 4 + 8 + 1 + 1 + sizeof(void*)) +
                       upper_links + st.live * (sizeof(uint64_t) + sizeof(uint32_t)) * 2;
     st.bytes_per_vector = st.live == 0 ? 0.0 : static_cast<double>(st.memory_bytes) / st.live;
@@ -827,6 +836,7 @@ class HnswIndex::Impl {
   std::atomic<uint64_t> entry_{kNoEntry};
   std::atomic<uint64_t> level_counter_{0};
   std::atomic<size_t> live_{0}, deleted_{0};
+  std::atomic<size_t> upper_bytes_{0};  // heap bytes of upper-level link blocks
   std::atomic<bool> quantized_{false};
   ScalarQuantizer sq_;  // written before quantized_ is set, then immutable
 
@@ -1097,6 +1107,7 @@ Result<std::unique_ptr<HnswIndex::Impl>> HnswIndex::Impl::Load(const std::string
     if ((impl->Flags(i).load() & kFlagFree) || lv == 0) continue;
     uint32_t* up = new uint32_t[static_cast<size_t>(lv) * impl->upper_stride_];
     impl->UpperPtr(i) = up;
+    impl->upper_bytes_.fetch_add(static_cast<size_t>(lv) * impl->upper_stride_ * 4);
     impl->num_slots_.store(i + 1);  // so that ~Impl frees what was allocated on failure
     KYRODB_RETURN_IF_ERROR(check(r.Get(up, static_cast<size_t>(lv) * impl->upper_stride_ * 4)));
   }

@@ -92,7 +92,7 @@ class HnswIndex {
   // Also runs by itself from Add once removed nodes exceed 10% of the slots.
   size_t Consolidate();
 
-  HnswStats Stats() const;
+  HnswStats Stats() const;  // O(1): counters only
   size_t Size() const;  // live vectors
   const HnswOptions& options() const;
 

@@ -98,7 +98,7 @@ Status DecodePayload(RecordType type, std::string_view in, WalRecord* out) {
         return bad("bad upsert header");
       }
       r.embedding.resize(dim);
-      std::memcpy(r.embedding.data(), in.data(), dim * 4);
+      if (dim > 0) std::memcpy(r.embedding.data(), in.data(), dim * 4);
       in.remove_prefix(dim * 4);
       if (!GetMetadata(&in, &r.metadata)) return bad("bad metadata");
       break;

@@ -1,0 +1,189 @@
+#include "engine_bench.h"
+
+#include <CLI/CLI.hpp>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "ann_metrics.h"
+#include "dataset.h"
+#include "index/metric.h"
+#include "json_line.h"
+#include "kyrodb/database.h"
+
+namespace kyrodb::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+void Emit(const JsonLine& j) { std::printf("%s\n", j.str().c_str()); std::fflush(stdout); }
+
+// p50/p99 in ns of `fn` called once per element of ids.
+template <typename Fn>
+JsonLine Latency(const char* what, const std::vector<uint64_t>& ids, Fn&& fn) {
+  std::vector<double> ns;
+  ns.reserve(ids.size());
+  for (uint64_t id : ids) {
+    auto t0 = Clock::now();
+    fn(id);
+    ns.push_back(std::chrono::duration<double, std::nano>(Clock::now() - t0).count());
+  }
+  JsonLine j;
+  j.Add("bench", "engine_get").Add("tier", what).Add("calls", static_cast<uint64_t>(ids.size()))
+      .Add("p50_ns", Percentile(ns, 50)).Add("p99_ns", Percentile(ns, 99));
+  return j;
+}
+
+}  // namespace
+
+CLI::App* AddEngineCommand(CLI::App* app, EngineBenchConfig* c) {
+  CLI::App* cmd = app->add_subcommand("engine", "In-process engine: inserts, flush, search QPS, get-by-id per tier");
+  cmd->add_option("--dir", c->dir, "Parent of the scratch directory (default /tmp)");
+  cmd->add_option("--n", c->n, "Documents");
+  cmd->add_option("--dim", c->dim, "Dimension");
+  cmd->add_option("--metric", c->metric, "l2, ip or cosine");
+  cmd->add_option("--queries", c->queries, "Search queries");
+  cmd->add_option("--k", c->k, "Neighbours per query");
+  cmd->add_option("--ef", c->ef, "Search ef");
+  cmd->add_option("--lookups", c->lookups, "Get-by-id calls per tier");
+  cmd->add_option("--threads", c->threads, "Threads for the multi-threaded search line");
+  cmd->add_option("--seed", c->seed, "Generator seed");
+  return cmd;
+}
+
+int RunEngineBench(const EngineBenchConfig& c) {
+  auto metric = index::ParseMetric(c.metric);
+  if (!metric) {
+    std::fprintf(stderr, "engine: unknown metric %s\n", c.metric.c_str());
+    return 2;
+  }
+  const size_t threads = c.threads ? c.threads : std::max(1u, std::thread::hardware_concurrency());
+  ClusteredSpec spec;
+  spec.n = c.n;
+  spec.dim = c.dim;
+  spec.num_queries = c.queries;
+  spec.seed = c.seed;
+  auto data = GenerateClustered(spec, threads);
+  if (!data.ok()) {
+    std::fprintf(stderr, "engine: %s\n", data.status().ToString().c_str());
+    return 1;
+  }
+  const std::string dir = (std::filesystem::path(c.dir.empty() ? "/tmp" : c.dir) /
+                           ("kyrodb_engine_bench_" + std::to_string(::getpid()))).string();
+  std::filesystem::remove_all(dir);
+  int rc = 0;
+  {
+    DatabaseOptions o;
+    o.data_dir = dir;
+    o.fsync_policy = FsyncPolicy::kNever;
+    o.start_background = false;
+    o.max_vectors_per_collection = static_cast<uint32_t>(c.n + c.lookups + 1024);
+    auto db = Database::Open(o);
+    if (!db.ok()) {
+      std::fprintf(stderr, "engine: %s\n", db.status().ToString().c_str());
+      return 1;
+    }
+    CollectionOptions co;
+    co.dimension = static_cast<uint32_t>(c.dim);
+    co.metric = *metric;
+    auto coll = (*db)->CreateCollection("bench", "docs", co);
+    if (!coll.ok()) return 1;
+    Collection& col = **coll;
+
+    std::fprintf(stderr, "[engine] inserting %zu documents\n", c.n);
+    auto t0 = Clock::now();
+    for (size_t i = 0; i < c.n; ++i) {
+      Document d{DocKey::Numeric(i + 1),
+                 std::vector<float>(data->base.Row(i), data->base.Row(i) + c.dim),
+                 {{"i", std::to_string(i)}}};
+      if (!col.Upsert(d).ok()) return 1;
+    }
+    auto t1 = Clock::now();
+    auto flushed = col.Flush();
+    auto t2 = Clock::now();
+    if (!flushed.ok()) return 1;
+    Emit(JsonLine().Add("bench", "engine_insert").Add("documents", static_cast<uint64_t>(c.n))
+             .Add("fsync_policy", "never").Add("inserts_per_s", c.n / Seconds(t0, t1))
+             .Add("flush_s", Seconds(t1, t2)).Add("flush_docs_per_s", c.n / Seconds(t1, t2)));
+
+    // Search QPS, single-threaded and on all threads (the result cache is defeated by
+    // distinct queries; a repeated-query line shows what it buys).
+    SearchRequest req;
+    req.k = c.k;
+    req.ef = c.ef;
+    req.include_metadata = true;
+    std::vector<double> us;
+    t0 = Clock::now();
+    for (size_t q = 0; q < c.queries; ++q) {
+      req.query.assign(data->queries.Row(q), data->queries.Row(q) + c.dim);
+      auto s0 = Clock::now();
+      auto hits = col.Search(req);
+      us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - s0).count());
+      if (!hits.ok()) return 1;
+    }
+    t1 = Clock::now();
+    Emit(JsonLine().Add("bench", "engine_search").Add("threads", 1).Add("k", static_cast<uint64_t>(c.k))
+             .Add("ef", static_cast<uint64_t>(c.ef)).Add("qps", c.queries / Seconds(t0, t1))
+             .Add("p50_us", Percentile(us, 50)).Add("p99_us", Percentile(us, 99)));
+    std::atomic<size_t> next{0};
+    t0 = Clock::now();
+    std::vector<std::thread> pool;
+    for (size_t t = 0; t < threads; ++t) {
+      pool.emplace_back([&] {
+        SearchRequest r = req;
+        for (size_t q; (q = next.fetch_add(1)) < c.queries;) {
+          r.query.assign(data->queries.Row(q), data->queries.Row(q) + c.dim);
+          if (!col.Search(r).ok()) std::abort();
+        }
+      });
+    }
+    for (auto& t : pool) t.join();
+    t1 = Clock::now();
+    Emit(JsonLine().Add("bench", "engine_search").Add("threads", static_cast<uint64_t>(threads))
+             .Add("k", static_cast<uint64_t>(c.k)).Add("ef", static_cast<uint64_t>(c.ef))
+             .Add("qps", c.queries / Seconds(t0, t1)));
+    req.query.assign(data->queries.Row(0), data->queries.Row(0) + c.dim);
+    t0 = Clock::now();
+    for (size_t q = 0; q < c.queries; ++q) {
+      if (!col.Search(req).ok()) return 1;
+    }
+    t1 = Clock::now();
+    Emit(JsonLine().Add("bench", "engine_search_repeated").Add("threads", 1)
+             .Add("qps", c.queries / Seconds(t0, t1)).Add("note", "same query: result cache (L1b)"));
+
+    // Get-by-id per tier.
+    std::mt19937_64 rng(c.seed);
+    std::vector<uint64_t> cold_ids(c.lookups), hot_ids;
+    for (auto& id : cold_ids) id = 1 + rng() % c.n;
+    auto cold = Latency("cold_tier", cold_ids, [&](uint64_t id) {
+      if (!col.Get(DocKey::Numeric(id), false).ok()) std::abort();
+    });
+    Emit(cold);
+    const size_t hot_n = std::min<size_t>(c.n, 10000);
+    for (size_t i = 0; i < hot_n; ++i) {
+      Document d{DocKey::Numeric(c.n + 1 + i),
+                 std::vector<float>(data->base.Row(i), data->base.Row(i) + c.dim), {}};
+      if (!col.Upsert(d).ok()) return 1;
+    }
+    for (size_t i = 0; i < c.lookups; ++i) hot_ids.push_back(c.n + 1 + rng() % hot_n);
+    auto hot = Latency("hot_tier", hot_ids, [&](uint64_t id) {
+      if (!col.Get(DocKey::Numeric(id), false).ok()) std::abort();
+    });
+    Emit(hot);
+    if (!(*db)->Close().ok()) rc = 1;
+  }
+  std::filesystem::remove_all(dir);
+  return rc;
+}
+
+}  // namespace kyrodb::bench
