@@ -66,6 +66,7 @@ struct SearchRequest {
   float min_score = 0;          // results with score < min_score are dropped
   bool include_embeddings = false;
   bool include_metadata = true;
+  bool use_result_cache = true;  // false: always search (benchmarks)
 };
 
 struct SearchHit {
