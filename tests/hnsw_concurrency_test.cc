@@ -66,6 +66,29 @@ TEST(HnswConcurrencyTest, FourInsertersTwoSearchers) {
   EXPECT_GE(static_cast<double>(found) / static_cast<double>((n + 4) / 5), 0.97);
 }
 
+// Parallel builds of small graphs: every vector must be reachable (an exhaustive search from
+// its own vector finds it). Catches an inserter overwriting links that a concurrent inserter
+// had just added to the new node, which left small unreachable islands.
+TEST(HnswConcurrencyTest, ParallelBuildLeavesNoUnreachableNode) {
+  for (int it = 0; it < 60; ++it) {
+    const size_t n = 50 + static_cast<size_t>(it) * 5, dim = 12;
+    auto data = ClusteredVectors(n, dim, 1000 + it);
+    HnswOptions o;
+    o.dim = dim;
+    o.max_elements = 4096;
+    auto idx = std::move(HnswIndex::Create(o)).value();
+    std::vector<uint64_t> labels(n);
+    std::iota(labels.begin(), labels.end(), 1);
+    ASSERT_TRUE(idx->AddBatch(labels, data.data(), 4).ok());
+    std::vector<SearchHit> hits;
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_TRUE(idx->Search(&data[i * dim], n, 5000, &hits).ok());
+      ASSERT_EQ(hits.size(), n) << "iteration " << it << ": only " << hits.size() << " of " << n
+                                << " nodes reachable";
+    }
+  }
+}
+
 // Removes, upserts and consolidation (slot recycling) race with searches: removed labels that
 // were removed before a search began must not come back, and nothing crashes or races.
 TEST(HnswConcurrencyTest, RemoveAndConsolidateWhileSearching) {

@@ -524,7 +524,23 @@ class HnswIndex::Impl {
         SelectNeighbors(cands, max_m_);
         {
           std::lock_guard<std::mutex> lock(NodeLock(id));
-          WriteLinks(Links(id, lc), cands);
+          uint32_t* own = Links(id, lc);
+          // Inserters that found this node already linked to it (Connect) while we searched:
+          // keep their links as candidates instead of overwriting them.
+          const uint32_t existing = LoadAcq(own);
+          if (existing > 0) {
+            for (uint32_t j = 1; j <= existing; ++j) {
+              uint32_t e = LoadAcq(own + j);
+              if (std::none_of(cands.begin(), cands.end(),
+                               [&](const Candidate& c) { return c.id == e; })) {
+                cands.push_back({ExactDist(v, Vec(e)), e});
+              }
+            }
+            std::sort(cands.begin(), cands.end(),
+                      [](const Candidate& a, const Candidate& b) { return a.dist < b.dist; });
+            SelectNeighbors(cands, MaxLinks(lc));
+          }
+          WriteLinks(own, cands);
         }
         for (const Candidate& c : cands) Connect(c.id, id, lc, c.dist);
       }
@@ -621,7 +637,17 @@ class HnswIndex::Impl {
     for (size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
     worker();
     for (auto& t : pool) t.join();
+    RepairOrphansNow();
     return first_error;
+  }
+
+  // Gives every node that lost all its level-0 in-links (pruned away by later inserts) one back.
+  size_t RepairOrphansNow() {
+    std::unique_lock<std::shared_mutex> lock(structure_mu_);
+    const uint32_t n = num_slots_.load();
+    std::vector<uint8_t> gone(n, 0);
+    for (uint32_t i = 0; i < n; ++i) gone[i] = (Flags(i).load() & kFlagFree) ? 2 : 0;
+    return RepairOrphans(gone);
   }
 
   void MaybeTrain() {
@@ -780,6 +806,7 @@ class HnswIndex::Impl {
         WriteLinks(links, cands);
       }
     }
+    RepairOrphans(gone);
     gp_.Synchronize();  // no search still walks the removed nodes
     for (uint32_t id : removed) {
       if (UpperPtr(id) != nullptr) {
@@ -795,6 +822,73 @@ class HnswIndex::Impl {
     }
     deleted_.fetch_sub(removed.size());
     return removed.size();
+  }
+
+  // After relinking, a live node whose level-0 in-links all came from removed nodes would be
+  // unreachable. Give each such node an in-link from its nearest neighbour: appended if that
+  // neighbour has room, else replacing the neighbour's farthest link whose target keeps
+  // another in-link. Caller holds structure_mu_ exclusively.
+  size_t RepairOrphans(const std::vector<uint8_t>& gone) {
+    size_t repaired = 0;
+    const uint32_t n = static_cast<uint32_t>(gone.size());
+    std::vector<uint16_t> in_degree(n, 0);
+    for (uint32_t i = 0; i < n; ++i) {
+      if (gone[i]) continue;
+      const uint32_t* links = Links0(i);
+      const uint32_t cnt = LoadAcq(links);
+      for (uint32_t j = 1; j <= cnt; ++j) {
+        uint32_t t = LoadAcq(links + j);
+        if (t < n && in_degree[t] < UINT16_MAX) ++in_degree[t];
+      }
+    }
+    const Entry e = LoadEntry();
+    std::vector<Candidate> cands;
+    for (uint32_t x = 0; x < n; ++x) {
+      if (gone[x] || in_degree[x] > 0 || x == e.node) continue;
+      const float* xv = Vec(x);
+      cands.clear();
+      const uint32_t* xl = Links0(x);
+      const uint32_t xc = LoadAcq(xl);
+      for (uint32_t j = 1; j <= xc; ++j) {
+        uint32_t t = LoadAcq(xl + j);
+        if (t < n && !gone[t]) cands.push_back({ExactDist(xv, Vec(t)), t});
+      }
+      std::sort(cands.begin(), cands.end(),
+                [](const Candidate& a, const Candidate& b) { return a.dist < b.dist; });
+      for (const Candidate& c : cands) {
+        std::lock_guard<std::mutex> nl(NodeLock(c.id));
+        uint32_t* links = Links0(c.id);
+        const uint32_t cnt = LoadAcq(links);
+        if (cnt < max_m0_) {
+          StoreRel(links + 1 + cnt, x);
+          StoreRel(links, cnt + 1);
+          in_degree[x] = 1;
+          ++repaired;
+          break;
+        }
+        const float* base = Vec(c.id);
+        uint32_t worst = 0;
+        float worst_d = -1;
+        for (uint32_t j = 1; j <= cnt; ++j) {
+          uint32_t t = LoadAcq(links + j);
+          if (t < n && in_degree[t] > 1) {
+            float d = ExactDist(base, Vec(t));
+            if (d > worst_d) {
+              worst_d = d;
+              worst = j;
+            }
+          }
+        }
+        if (worst != 0) {
+          --in_degree[LoadAcq(links + worst)];
+          StoreRel(links + worst, x);
+          in_degree[x] = 1;
+          ++repaired;
+          break;
+        }
+      }
+    }
+    return repaired;
   }
 
   HnswStats Stats() const {
