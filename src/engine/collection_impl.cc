@@ -1,3 +1,4 @@
+#include "base/clock.h"
 #include "engine/collection_impl.h"
 
 #include <algorithm>
@@ -11,12 +12,6 @@
 
 namespace kyrodb {
 namespace {
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 constexpr uint32_t kMaxK = 1000;
 constexpr uint32_t kMaxEf = 10000;

@@ -1,5 +1,6 @@
 // Database: the catalog of collections, the durable Storage under them, and the background
 // task. It is the Storage's StateMachine: every logged record is applied here, live or replayed.
+#include "base/clock.h"
 #include "kyrodb/database.h"
 
 #include <absl/container/flat_hash_map.h>
@@ -16,12 +17,6 @@
 
 namespace kyrodb {
 namespace {
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 bool ValidName(const std::string& s) {
   if (s.empty() || s.size() > 128) return false;

@@ -1,3 +1,4 @@
+#include "base/clock.h"
 #include "storage/storage.h"
 
 #include <algorithm>
@@ -334,9 +335,7 @@ void Storage::Tick() {
     wal_->SyncIfDue().IgnoreError();  // a failure turns writes off; the next Tick probes
     return;
   }
-  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::steady_clock::now().time_since_epoch())
-                          .count();
+  const int64_t now = NowMs();
   if (now - last_probe_ms_ < static_cast<int64_t>(opt_.write_probe_interval_ms)) return;
   last_probe_ms_ = now;
   wal_->Resume().IgnoreError();  // stays read-only until a write + fsync works again

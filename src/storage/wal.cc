@@ -1,3 +1,4 @@
+#include "base/clock.h"
 #include "storage/wal.h"
 
 #include <chrono>
@@ -12,12 +13,6 @@
 
 namespace kyrodb::storage {
 namespace {
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 constexpr size_t kMaxBatchBytes = 8u << 20;
 
