@@ -264,6 +264,8 @@ Result<std::vector<SearchHit>> Collection::Impl::SearchUncached(const SearchRequ
       if (!shadowed) cands.push_back({h.distance, h.label, nullptr});
     }
   }
+  // Ids are unique here: live and frozen-not-shadowed entries are distinct, cold hits that a hot
+  // version shadows were dropped, and the index returns each label once.
   std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {
     return a.distance < b.distance || (a.distance == b.distance && a.id < b.id);
   });
@@ -273,11 +275,6 @@ Result<std::vector<SearchHit>> Collection::Impl::SearchUncached(const SearchRequ
     if (out.size() >= k) break;
     const float score = Score(c.distance);
     if (req.has_min_score && score < req.min_score) break;  // sorted: the rest score lower
-    if (!out.empty() && std::any_of(out.begin(), out.end(), [&](const SearchHit& h) {
-          return h.distance == c.distance && (h.key.id == c.id);
-        })) {
-      continue;
-    }
     SearchHit hit;
     hit.distance = c.distance;
     hit.score = score;
@@ -550,12 +547,9 @@ Result<std::shared_ptr<Collection::Impl>> Collection::Impl::LoadFrom(
   auto cold = index::HnswIndex::Load(r.PathOf(prefix + ".hnsw"), r.fs(), max_vectors);
   if (!cold.ok()) return cold.status();
   const std::string path = r.PathOf(prefix + ".docs");
-  auto size = r.fs()->FileSize(path);
-  if (!size.ok()) return size.status();
-  auto f = r.fs()->NewSequentialFile(path);
-  if (!f.ok()) return f.status();
-  std::string data(*size, '\0');
-  KYRODB_RETURN_IF_ERROR(io::ReadExactly(f->get(), data.data(), data.size(), path.c_str()));
+  auto file = io::ReadFileToString(r.fs(), path);
+  if (!file.ok()) return file.status();
+  const std::string& data = *file;
   auto impl = std::make_shared<Impl>(std::move(tenant), std::move(name), options,
                                      std::move(cold).value(), db, cache_options);
   auto bad = [&] { return Status::Corruption(path + ": malformed collection documents"); };

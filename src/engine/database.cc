@@ -162,13 +162,9 @@ class Database::Impl final : public DatabaseWriter, public storage::StateMachine
 
   Status LoadSnapshot(const storage::SnapshotReader& r) override {
     const std::string path = r.PathOf("catalog");
-    auto size = r.fs()->FileSize(path);
-    if (!size.ok()) return size.status();
-    auto f = r.fs()->NewSequentialFile(path);
-    if (!f.ok()) return f.status();
-    std::string data(*size, '\0');
-    KYRODB_RETURN_IF_ERROR(io::ReadExactly(f->get(), data.data(), data.size(), path.c_str()));
-    std::string_view in(data);
+    auto data = io::ReadFileToString(r.fs(), path);
+    if (!data.ok()) return data.status();
+    std::string_view in(*data);
     auto bad = [&] { return Status::Corruption(path + ": malformed catalog"); };
     uint64_t n;
     if (!coding::GetFixed64(&in, &n)) return bad();

@@ -83,6 +83,10 @@ std::string DirName(const std::string& path);
 // Joins a directory and a name with one '/'.
 std::string JoinPath(const std::string& dir, const std::string& name);
 
+// The whole file; Corruption ("implausible size") if it is larger than max_bytes.
+Result<std::string> ReadFileToString(FileSystem* fs, const std::string& path,
+                                     uint64_t max_bytes = UINT64_MAX);
+
 // Reads exactly n bytes or fails with Corruption("... truncated") naming `what`.
 Status ReadExactly(SequentialFile* f, void* buf, size_t n, const char* what);
 

@@ -246,6 +246,18 @@ std::string JoinPath(const std::string& dir, const std::string& name) {
   return dir + "/" + tail;
 }
 
+Result<std::string> ReadFileToString(FileSystem* fs, const std::string& path,
+                                     uint64_t max_bytes) {
+  auto size = fs->FileSize(path);
+  if (!size.ok()) return size.status();
+  if (*size > max_bytes) return Status::Corruption(path + ": implausible size");
+  auto f = fs->NewSequentialFile(path);
+  if (!f.ok()) return f.status();
+  std::string data(*size, '\0');
+  KYRODB_RETURN_IF_ERROR(ReadExactly(f->get(), data.data(), data.size(), path.c_str()));
+  return data;
+}
+
 Status ReadExactly(SequentialFile* f, void* buf, size_t n, const char* what) {
   auto r = f->Read(buf, n);
   if (!r.ok()) return r.status();

@@ -40,13 +40,9 @@ Status Manifest::Write(io::FileSystem* fs, const std::string& dir) const {
 
 Result<Manifest> Manifest::Read(io::FileSystem* fs, const std::string& dir) {
   const std::string path = io::JoinPath(dir, kFileName);
-  auto size = fs->FileSize(path);
-  if (!size.ok()) return size.status();
-  if (*size > (1 << 20)) return Status::Corruption(path + ": implausible size");
-  auto f = fs->NewSequentialFile(path);
-  if (!f.ok()) return f.status();
-  std::string body(*size, '\0');
-  KYRODB_RETURN_IF_ERROR(io::ReadExactly(f->get(), body.data(), body.size(), path.c_str()));
+  auto file = io::ReadFileToString(fs, path, 1 << 20);
+  if (!file.ok()) return file.status();
+  const std::string& body = *file;
   auto bad = [&](const std::string& why) { return Status::Corruption(path + ": " + why); };
   if (body.size() < sizeof(kMagic) + 8 || body.compare(0, 8, kMagic, 8) != 0) {
     return bad("not a KyroDB manifest (bad magic or too short)");

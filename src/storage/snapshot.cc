@@ -146,13 +146,9 @@ Result<std::unique_ptr<SnapshotReader>> SnapshotReader::Open(io::FileSystem* fs,
   r->dir_ = io::JoinPath(data_dir, name);
   const std::string path = io::JoinPath(r->dir_, kIndexName);
   auto bad = [&](const std::string& why) { return Status::Corruption(path + ": " + why); };
-  auto size = fs->FileSize(path);
-  if (!size.ok()) return size.status();
-  if (*size > (64 << 20)) return bad("implausible size");
-  auto f = fs->NewSequentialFile(path);
-  if (!f.ok()) return f.status();
-  std::string body(*size, '\0');
-  KYRODB_RETURN_IF_ERROR(io::ReadExactly(f->get(), body.data(), body.size(), path.c_str()));
+  auto file = io::ReadFileToString(fs, path, 64 << 20);
+  if (!file.ok()) return file.status();
+  const std::string& body = *file;
   if (body.size() < 28 || body.compare(0, 8, kMagic, 8) != 0) return bad("bad magic or too short");
   if (crc32c::Unmask(coding::DecodeFixed32(body.data() + body.size() - 4)) !=
       crc32c::Value(body.data(), body.size() - 4)) {
