@@ -1,0 +1,155 @@
+// Service: what both servers call. It owns the Database, validates requests the same way for
+// HTTP and gRPC (field names of the HTTP API in its messages), runs them, records metrics and
+// renders health, readiness and Prometheus text. Transports only decode requests into these
+// types and encode the replies.
+//
+// Thread-safety: every method may be called concurrently from any thread. Open() returns
+// before recovery finishes only if `async_recovery`; until then ready() is false and data
+// calls fail with NOT_READY.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kyrodb/database.h"
+#include "kyrodb/types.h"
+#include "server/common/api_error.h"
+#include "server/common/config.h"
+#include "server/common/metadata_filter.h"
+#include "server/common/metrics.h"
+
+namespace kyrodb::server {
+
+// Who is asking. Issue #6 fills it from the API key; until then every request is the
+// `default` tenant with admin rights.
+struct RequestContext {
+  std::string tenant = "default";
+  bool is_admin = true;
+};
+
+inline constexpr uint32_t kMaxK = 1000;
+inline constexpr uint32_t kMaxEfSearch = 10000;
+inline constexpr size_t kMaxDimension = 4096;
+inline constexpr const char* kDefaultCollection = "default";
+
+enum class SearchPath { kUnknown = 0, kCacheHit = 1, kHotTierOnly = 2, kColdTierOnly = 3, kHotAndCold = 4 };
+const char* SearchPathName(SearchPath p);  // "cache_hit", "hot_tier_only", ...
+
+struct SearchReply {
+  std::vector<SearchHit> hits;
+  double latency_ms = 0;
+  SearchPath path = SearchPath::kUnknown;
+};
+
+struct BulkInsertReply {
+  uint64_t inserted = 0;
+  uint64_t failed = 0;
+  // (index in the request, error) for each refused document.
+  std::vector<std::pair<size_t, ApiError>> errors;
+};
+
+struct SnapshotReply {
+  std::string path;      // the data directory's snapshot, as the MANIFEST names it
+  uint64_t documents = 0;
+  uint64_t bytes = 0;
+  double duration_ms = 0;
+};
+
+struct HealthReport {
+  enum class State { kHealthy = 1, kDegraded = 2, kUnhealthy = 3 };
+  State state = State::kHealthy;
+  std::vector<std::pair<std::string, std::string>> components;  // "wal" -> "ok" | "writes_disabled", ...
+  uint64_t uptime_seconds = 0;
+};
+
+// Totals over every collection (the v1 Metrics RPC and /metrics).
+struct EngineTotals {
+  uint64_t collections = 0;
+  uint64_t documents = 0;
+  uint64_t hot_documents = 0;
+  uint64_t cold_documents = 0;
+  uint64_t hot_bytes = 0;
+  uint64_t flushes = 0;
+  uint64_t memory_bytes = 0;
+  uint64_t disk_bytes = 0;
+  uint64_t cache_hits = 0, cache_misses = 0;
+  uint64_t hot_hits = 0, cold_hits = 0;  // lookups by id served by each tier
+  uint64_t search_cache_hits = 0, search_cache_misses = 0;
+};
+
+class Service {
+ public:
+  // Opens the database (recovery), creates the `default` collection from config.hnsw if it does
+  // not exist. Fails with the recovery error (strict mode) or a config error.
+  static Result<std::unique_ptr<Service>> Open(const ServerConfig& config);
+  ~Service();
+
+  const ServerConfig& config() const { return config_; }
+  RequestMetrics& metrics() { return metrics_; }
+  bool ready() const { return ready_.load(std::memory_order_acquire); }
+  const std::string& recovery_summary() const;
+
+  // --- validation shared by both transports (also used by the decoders) ---
+  // The collection a request names ("" = default) for this tenant.
+  ApiResult<std::shared_ptr<Collection>> ResolveCollection(const RequestContext& ctx,
+                                                           std::string_view name) const;
+  // Dimension, finiteness, length limits. `field` names the field in messages ("embedding").
+  static ApiStatus ValidateEmbedding(const Collection& c, const std::vector<float>& v,
+                                     std::string_view field);
+  static ApiStatus ValidateDocKey(const DocKey& key);
+
+  // --- data ---
+  ApiResult<DocKey> Insert(const RequestContext& ctx, std::string_view collection, Document doc);
+  BulkInsertReply BulkInsert(const RequestContext& ctx, std::string_view collection,
+                             std::vector<Document> docs);
+  // DOCUMENT_NOT_FOUND when absent.
+  ApiResult<GetResult> Query(const RequestContext& ctx, std::string_view collection,
+                             const DocKey& key, bool include_embedding);
+  // `filter` may be null. k in 1..1000, ef <= 10000 (0 = collection default).
+  ApiResult<SearchReply> Search(const RequestContext& ctx, std::string_view collection,
+                                SearchRequest request, const MetadataFilter* filter);
+  // Returns whether the document existed (deleting an absent id is not an error).
+  ApiResult<bool> Delete(const RequestContext& ctx, std::string_view collection,
+                         const DocKey& key);
+  ApiResult<uint64_t> BatchDelete(const RequestContext& ctx, std::string_view collection,
+                                  const std::vector<DocKey>& keys);
+  ApiResult<uint64_t> BatchDeleteByFilter(const RequestContext& ctx, std::string_view collection,
+                                          const MetadataFilter& filter);
+  // Returns whether the document existed (absent: nothing changes).
+  ApiResult<bool> UpdateMetadata(const RequestContext& ctx, std::string_view collection,
+                                 const DocKey& key, const Metadata& metadata, bool merge);
+  // Flushes one collection, or every collection of the tenant when `collection` is empty.
+  ApiResult<FlushResult> Flush(const RequestContext& ctx, std::string_view collection);
+  ApiResult<SnapshotReply> Snapshot(const RequestContext& ctx);
+
+  // --- collections ---
+  ApiResult<CollectionInfo> CreateCollection(const RequestContext& ctx, std::string_view name,
+                                             const CollectionOptions& options);
+  ApiResult<CollectionInfo> DescribeCollection(const RequestContext& ctx, std::string_view name);
+  std::vector<CollectionInfo> ListCollections(const RequestContext& ctx) const;
+  ApiStatus DropCollection(const RequestContext& ctx, std::string_view name);
+
+  // --- operations ---
+  HealthReport Health() const;
+  EngineTotals Totals() const;
+  std::string PrometheusText() const;  // request metrics + engine gauges + process memory
+  std::string SloJson() const;         // {"p99_latency_ms":..,"error_rate":..,"availability":..}
+
+  // Stops background work and syncs the WAL (graceful shutdown, after the servers stopped).
+  Status Close();
+
+ private:
+  explicit Service(ServerConfig config);
+
+  ServerConfig config_;
+  std::unique_ptr<Database> db_;
+  RequestMetrics metrics_;
+  std::atomic<bool> ready_{false};
+  uint64_t started_at_ms_ = 0;
+};
+
+}  // namespace kyrodb::server
