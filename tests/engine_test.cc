@@ -71,6 +71,38 @@ TEST(EngineTest, ReadYourWriteFromTheHotTierWithStringAndNumericIds) {
   EXPECT_EQ((*c)->Get(DocKey::String("nope"), false).status().code(), StatusCode::kNotFound);
 }
 
+TEST(EngineTest, UpsertBatchReportsEachDocumentAndSurvivesRestart) {
+  TempDir d;
+  std::vector<Document> docs;
+  for (uint64_t i = 1; i <= 2500; ++i) docs.push_back({DocKey::Numeric(i), Vec(i, 8), {{"i", std::to_string(i)}}});
+  docs.push_back({DocKey::String("s-1"), Vec(9001, 8), {}});
+  docs[10].embedding.pop_back();  // wrong dimension
+  docs[2000].key = DocKey::Numeric(0);  // bad id
+  {
+    auto db = MustOpen(Options(d.path()));
+    auto c = db->CreateCollection("t", "docs", L2(8));
+    ASSERT_TRUE(c.ok());
+    std::vector<Status> results;
+    Status first = (*c)->UpsertBatch(docs, &results);
+    EXPECT_EQ(first.code(), StatusCode::kInvalidArgument);
+    ASSERT_EQ(results.size(), docs.size());
+    for (size_t i = 0; i < docs.size(); ++i) {
+      EXPECT_EQ(results[i].ok(), i != 10 && i != 2000) << i << " " << results[i].ToString();
+    }
+    EXPECT_EQ((*c)->Stats().documents, docs.size() - 2);
+    ASSERT_OK(db->Close());
+  }
+  auto db = MustOpen(Options(d.path()));
+  auto c = db->GetCollection("t", "docs");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ((*c)->Stats().documents, docs.size() - 2);
+  auto g = (*c)->Get(DocKey::Numeric(2500), true);
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->embedding, Vec(2500, 8));
+  EXPECT_TRUE((*c)->Get(DocKey::String("s-1"), false).ok());
+  EXPECT_FALSE((*c)->Get(DocKey::Numeric(11), false).ok());
+}
+
 TEST(EngineTest, RejectsBadInputWithClearErrors) {
   TempDir d;
   auto db = MustOpen(Options(d.path()));

@@ -121,6 +121,51 @@ Status Collection::Impl::Upsert(const Document& doc) {
   return db_->Log(r, this);
 }
 
+Status Collection::Impl::UpsertBatch(const std::vector<Document>& docs,
+                                     std::vector<Status>* results) {
+  results->assign(docs.size(), Status::Ok());
+  KYRODB_RETURN_IF_ERROR(CheckLive());
+  // Chunks bound the memory of encoded records; each chunk is one group commit (or a few).
+  constexpr size_t kChunk = 1024;
+  Status first;
+  for (size_t begin = 0; begin < docs.size(); begin += kChunk) {
+    const size_t end = std::min(docs.size(), begin + kChunk);
+    std::vector<storage::WalRecord> records;
+    std::vector<size_t> index;  // records[j] is docs[index[j]]
+    records.reserve(end - begin);
+    for (size_t i = begin; i < end; ++i) {
+      const Document& doc = docs[i];
+      Status s = CheckVector(doc.embedding, "embedding");
+      Result<uint64_t> id = s.ok() ? Resolve(doc.key, /*assign=*/true) : Result<uint64_t>(s);
+      if (!id.ok()) {
+        (*results)[i] = id.status();
+        if (first.ok()) first = id.status();
+        continue;
+      }
+      storage::WalRecord& r = records.emplace_back();
+      r.type = storage::RecordType::kUpsert;
+      r.tenant = tenant_;
+      r.collection = name_;
+      r.doc_id = *id;
+      r.external_id = doc.key.external;
+      r.embedding = doc.embedding;
+      if (opt_.metric == Metric::kCosine) index::NormalizeInPlace(r.embedding.data(), r.embedding.size());
+      r.metadata = doc.metadata;
+      index.push_back(i);
+    }
+    std::vector<const storage::WalRecord*> ptrs;
+    ptrs.reserve(records.size());
+    for (const auto& r : records) ptrs.push_back(&r);
+    size_t logged = 0;
+    Status s = db_->LogBatch(ptrs, this, &logged);
+    if (!s.ok()) {
+      for (size_t j = logged; j < index.size(); ++j) (*results)[index[j]] = s;
+      if (first.ok()) first = s;
+    }
+  }
+  return first;
+}
+
 Status Collection::Impl::Delete(const DocKey& key) {
   KYRODB_RETURN_IF_ERROR(CheckLive());
   auto id = Find(key);

@@ -57,6 +57,7 @@ class Collection::Impl {
 
   // Client operations: validate, log through db_, apply.
   Status Upsert(const Document& doc);
+  Status UpsertBatch(const std::vector<Document>& docs, std::vector<Status>* results);
   Status Delete(const DocKey& key);
   Status UpdateMetadata(const DocKey& key, const Metadata& metadata, bool merge);
   Result<GetResult> Get(const DocKey& key, bool include_embedding) const;
@@ -136,6 +137,10 @@ class DatabaseWriter {
  public:
   virtual ~DatabaseWriter() = default;
   virtual Status Log(const storage::WalRecord& record, Collection::Impl* target) = 0;
+  // Logs the records with as few WAL writes as fit and applies each one logged; *logged says
+  // how many (a prefix).
+  virtual Status LogBatch(const std::vector<const storage::WalRecord*>& records,
+                          Collection::Impl* target, size_t* logged) = 0;
 };
 
 }  // namespace kyrodb
