@@ -90,12 +90,25 @@ TEST(EngineTest, UpsertBatchReportsEachDocumentAndSurvivesRestart) {
       EXPECT_EQ(results[i].ok(), i != 10 && i != 2000) << i << " " << results[i].ToString();
     }
     EXPECT_EQ((*c)->Stats().documents, docs.size() - 2);
+    EXPECT_EQ((*c)->document_count(), docs.size() - 2);
+    // Replacing, deleting and deleting again keep the O(1) count equal to the walked one.
+    ASSERT_OK((*c)->Upsert({DocKey::Numeric(1), Vec(77, 8), {}}));
+    ASSERT_OK((*c)->Delete(DocKey::Numeric(2)));
+    EXPECT_FALSE((*c)->Delete(DocKey::Numeric(2)).ok());
+    ASSERT_TRUE((*c)->Flush().ok());
+    ASSERT_OK((*c)->Upsert({DocKey::Numeric(3), Vec(78, 8), {}}));  // hot shadows cold
+    ASSERT_OK((*c)->Delete(DocKey::Numeric(4)));                    // cold
+    ASSERT_OK((*c)->Upsert({DocKey::Numeric(2), Vec(79, 8), {}}));  // back again
+    EXPECT_EQ((*c)->document_count(), (*c)->Stats().documents);
+    EXPECT_EQ((*c)->document_count(), docs.size() - 3);
+    ASSERT_OK(db->Snapshot());
     ASSERT_OK(db->Close());
   }
   auto db = MustOpen(Options(d.path()));
   auto c = db->GetCollection("t", "docs");
   ASSERT_TRUE(c.ok());
-  EXPECT_EQ((*c)->Stats().documents, docs.size() - 2);
+  EXPECT_EQ((*c)->Stats().documents, docs.size() - 3);
+  EXPECT_EQ((*c)->document_count(), docs.size() - 3);
   auto g = (*c)->Get(DocKey::Numeric(2500), true);
   ASSERT_TRUE(g.ok());
   EXPECT_EQ(g->embedding, Vec(2500, 8));

@@ -381,8 +381,14 @@ void Collection::Impl::Apply(const storage::WalRecord& r) {
     cold_meta_.erase(id);
     if (cold_->Contains(id)) cold_->Remove(id).IgnoreError();
   };
+  // Whether `id` is a live document before this record (for the document count).
+  auto exists = [&] {
+    bool tomb;
+    return FindHotLocked(id, &tomb) != nullptr || (!tomb && cold_meta_.contains(id));
+  };
   switch (r.type) {
     case storage::RecordType::kUpsert: {
+      if (!exists()) live_docs_.fetch_add(1, std::memory_order_relaxed);
       auto doc = std::make_shared<StoredDoc>();
       doc->id = id;
       doc->external = r.external_id;
@@ -402,6 +408,7 @@ void Collection::Impl::Apply(const storage::WalRecord& r) {
       break;
     }
     case storage::RecordType::kDelete: {
+      if (exists()) live_docs_.fetch_sub(1, std::memory_order_relaxed);
       bool tomb;
       const StoredDoc* cur = FindHotLocked(id, &tomb);
       std::string external = cur != nullptr ? cur->external : std::string();
@@ -685,6 +692,10 @@ Result<std::shared_ptr<Collection::Impl>> Collection::Impl::LoadFrom(
     impl->cold_meta_[d.id] = ColdMeta{std::move(d.external), std::move(d.metadata)};
   }
   if (!in.empty()) return bad();
+  uint64_t live = 0;
+  for (const auto& [id, e] : impl->live_) live += e.doc != nullptr;
+  for (const auto& [id, m] : impl->cold_meta_) live += !impl->live_.contains(id);
+  impl->live_docs_.store(live);
   return impl;
 }
 

@@ -65,6 +65,7 @@ class Collection::Impl {
   Result<std::vector<SearchHit>> SearchUncached(const SearchRequest& request, SearchPath* path) const;
   Result<FlushResult> Flush();
   CollectionStats Stats() const;
+  uint64_t document_count() const { return live_docs_.load(std::memory_order_relaxed); }
   std::vector<DocKey> FindKeys(const std::function<bool(const Metadata&)>& pred) const;
 
   // State machine side: apply a logged record (live or replayed). Idempotent.
@@ -129,6 +130,7 @@ class Collection::Impl {
   mutable SearchCache search_cache_{1024};
   std::unique_ptr<cache::LearnedCache> l1_;  // documents by id; invalidated by every Apply
   std::atomic<uint64_t> hot_bytes_{0};
+  std::atomic<uint64_t> live_docs_{0};  // live documents over both tiers (maintained by Apply)
   std::atomic<uint64_t> flushes_{0};
 };
 

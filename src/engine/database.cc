@@ -435,6 +435,7 @@ Result<std::vector<SearchHit>> Collection::Search(const SearchRequest& request,
 }
 Result<FlushResult> Collection::Flush() { return impl_->Flush(); }
 CollectionStats Collection::Stats() const { return impl_->Stats(); }
+uint64_t Collection::document_count() const { return impl_->document_count(); }
 std::vector<DocKey> Collection::FindKeys(const std::function<bool(const Metadata&)>& pred) const {
   return impl_->FindKeys(pred);
 }
