@@ -1,6 +1,7 @@
 #include "base/clock.h"
 #include "engine/collection_impl.h"
 
+#include <absl/container/flat_hash_set.h>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -334,15 +335,17 @@ Result<std::vector<SearchHit>> Collection::Impl::SearchUncached(const SearchRequ
             : cold_empty  ? SearchPath::kHotTierOnly
                           : SearchPath::kHotAndCold;
   }
-  // Ids are unique here: live and frozen-not-shadowed entries are distinct, cold hits that a hot
-  // version shadows were dropped, and the index returns each label once.
+  // An id can appear twice: a frozen document scanned above whose flush finished (frozen_
+  // dropped) before the cold search found it there. Both are the same version; keep one.
   std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {
     return a.distance < b.distance || (a.distance == b.distance && a.id < b.id);
   });
   std::vector<SearchHit> out;
+  absl::flat_hash_set<uint64_t> seen;
   std::shared_lock<std::shared_mutex> l(mu_);
   for (const Cand& c : cands) {
     if (out.size() >= k) break;
+    if (!seen.insert(c.id).second) continue;
     const float score = Score(c.distance);
     if (req.has_min_score && score < req.min_score) break;  // sorted: the rest score lower
     SearchHit hit;

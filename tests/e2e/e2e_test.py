@@ -30,6 +30,7 @@ K = 10
 
 
 def generate_stubs(proto_dir, out_dir):
+    os.makedirs(out_dir, exist_ok=True)
     subprocess.run(
         ["protoc", f"-I{proto_dir}", f"--python_out={out_dir}", f"--grpc_python_out={out_dir}",
          "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin",
