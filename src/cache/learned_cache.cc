@@ -69,12 +69,15 @@ const char* CacheModeName(CacheMode mode) {
   return "?";
 }
 
+// What a hit touches comes first: the lock, the policy version and the hit/miss counters share
+// one cache line.
 struct alignas(64) LearnedCache::Shard {
   std::mutex mu;
-  CacheShard cache{0, kEntryOverhead};               // GUARDED_BY(mu)
   uint64_t policy_version = 0;                       // GUARDED_BY(mu)
+  uint64_t hits = 0, misses = 0;                     // GUARDED_BY(mu)
+  CacheShard cache{0, kEntryOverhead};               // GUARDED_BY(mu)
   std::shared_ptr<const RmiModel> model;             // GUARDED_BY(mu): keeps cache's model alive
-  uint64_t hits = 0, misses = 0, fills = 0, stale = 0, invalidations = 0;  // GUARDED_BY(mu)
+  uint64_t fills = 0, stale = 0, invalidations = 0;  // GUARDED_BY(mu)
 };
 
 LearnedCache::LearnedCache(const LearnedCacheOptions& options)
@@ -111,18 +114,34 @@ void LearnedCache::Refresh(Shard& s) const {
   s.policy_version = policy_version_.load(std::memory_order_relaxed);
 }
 
+const LearnedCache::Value* LearnedCache::LookupLocked(Shard& s, uint64_t doc_id) const {
+  if (policy_version_.load(std::memory_order_acquire) != s.policy_version) Refresh(s);
+  const Value* v = s.cache.Lookup(doc_id);
+  ++(v != nullptr ? s.hits : s.misses);
+  return v;
+}
+
 LearnedCache::Value LearnedCache::Get(uint64_t doc_id) {
   if (log_ != nullptr) log_->Append(doc_id);
   Shard& s = ShardOf(Mix64(doc_id));
   std::lock_guard<std::mutex> l(s.mu);
-  if (policy_version_.load(std::memory_order_acquire) != s.policy_version) Refresh(s);
-  const Value* v = s.cache.Lookup(doc_id);
-  if (v == nullptr) {
-    ++s.misses;
-    return nullptr;
-  }
-  ++s.hits;
-  return *v;
+  const Value* v = LookupLocked(s, doc_id);
+  return v != nullptr ? *v : nullptr;
+}
+
+bool LearnedCache::Read(uint64_t doc_id,
+                        std::vector<std::pair<std::string, std::string>>* metadata,
+                        std::vector<float>* embedding) {
+  if (log_ != nullptr) log_->Append(doc_id);
+  Shard& s = ShardOf(Mix64(doc_id));
+  std::lock_guard<std::mutex> l(s.mu);
+  const Value* v = LookupLocked(s, doc_id);
+  if (v == nullptr) return false;
+  // Copied under the shard lock: the entry cannot be replaced or freed meanwhile.
+  const CachedDoc& doc = **v;
+  *metadata = doc.metadata;
+  if (embedding != nullptr) *embedding = doc.embedding;
+  return true;
 }
 
 uint64_t LearnedCache::FillTicket(uint64_t doc_id) const {

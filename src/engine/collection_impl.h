@@ -98,11 +98,19 @@ class Collection::Impl {
     Metadata metadata;
   };
 
-  Status CheckLive() const;
+  Status CheckLive() const { return dropped_.load() ? DroppedError() : Status::Ok(); }
+  Status DroppedError() const;
   Status CheckVector(const std::vector<float>& v, const char* what) const;
   // Resolves a key to an internal id; with `assign`, gives a new string id one.
   Result<uint64_t> Resolve(const DocKey& key, bool assign);
-  Result<uint64_t> Find(const DocKey& key) const;
+  // Numeric ids resolve inline, without a lock or a string; FindSlow does the rest (and errors).
+  Result<uint64_t> Find(const DocKey& key) const {
+    if (!key.is_string() && key.id != 0 && key.id < kFirstStringId) return key.id;
+    return FindSlow(key);
+  }
+  Result<uint64_t> FindSlow(const DocKey& key) const;
+  // Get's body: fills *out (a default GetResult) or returns why not.
+  Status GetInto(const DocKey& key, bool include_embedding, GetResult* out) const;
   // The current version of `id`, and where it lives (caller holds mu_).
   const StoredDoc* FindHotLocked(uint64_t id, bool* tombstone) const;
   float Score(float distance) const;
