@@ -13,14 +13,14 @@ CacheShard::CacheShard(size_t budget_bytes, size_t entry_overhead)
 
 CacheShard::~CacheShard() = default;
 
-void CacheShard::Unlink(uint32_t i) {
+inline void CacheShard::Unlink(uint32_t i) {
   Node& n = nodes_[i];
   nodes_[n.prev].next = n.next;
   nodes_[n.next].prev = n.prev;
   BytesOf(ListOf(n)) -= n.charge;
 }
 
-void CacheShard::PushFront(uint32_t list, uint32_t i) {
+inline void CacheShard::PushFront(uint32_t list, uint32_t i) {
   Node& n = nodes_[i];
   Node& head = nodes_[list];
   n.in_protected = list == kProtected;
@@ -31,7 +31,7 @@ void CacheShard::PushFront(uint32_t list, uint32_t i) {
   BytesOf(list) += n.charge;
 }
 
-void CacheShard::MoveTo(uint32_t i, bool to_protected) {
+inline void CacheShard::MoveTo(uint32_t i, bool to_protected) {
   Unlink(i);
   PushFront(to_protected ? kProtected : kProbation, i);
 }

@@ -18,12 +18,12 @@
 // Thread-safety: none; the owner serializes all calls (LearnedCache holds a mutex per shard).
 #pragma once
 
+#include <absl/container/flat_hash_map.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <vector>
-
-#include <absl/container/flat_hash_map.h>
 
 #include "cache/cached_doc.h"
 #include "cache/rmi_model.h"
@@ -86,7 +86,7 @@ class CacheShard {
   size_t prot_bytes_ = 0;
   size_t prob_bytes_ = 0;
   uint64_t evictions_ = 0;
-  std::vector<Node> nodes_;        // sentinels, entries, and free slots (listed in free_)
+  std::vector<Node> nodes_;  // sentinels, entries, and free slots (listed in free_)
   std::vector<uint32_t> free_;
   absl::flat_hash_map<uint64_t, uint32_t> index_;  // key -> node
 };
