@@ -141,18 +141,20 @@ class LearnedCache {
   std::unique_ptr<AccessLog> log_;  // null for strategy lru
   std::unique_ptr<Shard[]> shards_;
   size_t shard_mask_;
+  // Beside log_, shards_ and shard_mask_: what every Get reads from this object is one line.
+  // Shards copy the published policy when this moves (never blocking on training).
+  std::atomic<uint64_t> policy_version_{1};
   static constexpr size_t kStripes = 4096;
   std::unique_ptr<std::atomic<uint64_t>[]> stripes_;  // per id-hash stripe: write epoch
   std::atomic<bool> fail_training_{false};
 
-  // The published policy. Shards copy it when policy_version_ moves (never blocking on training).
+  // The published policy (see policy_version_).
   mutable std::mutex policy_mu_;
   std::shared_ptr<const RmiModel> policy_model_;  // GUARDED_BY(policy_mu_); null: LRU
   size_t policy_budget_ = 0;                       // GUARDED_BY(policy_mu_)
   CacheMode mode_;                                 // GUARDED_BY(policy_mu_)
   std::string fallback_reason_;                    // GUARDED_BY(policy_mu_)
   std::shared_ptr<const RmiModel> held_model_;     // GUARDED_BY(policy_mu_): newest, used or not
-  std::atomic<uint64_t> policy_version_{1};
 
   // Trainer state.
   std::mutex train_mu_;

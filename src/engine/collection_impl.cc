@@ -32,8 +32,8 @@ Collection::Impl::Impl(std::string tenant, std::string name, const CollectionOpt
       name_(std::move(name)),
       opt_(options),
       db_(db),
-      cold_(std::move(cold)),
-      l1_(std::make_unique<cache::LearnedCache>(cache_options)) {}
+      l1_(std::make_unique<cache::LearnedCache>(cache_options)),
+      cold_(std::move(cold)) {}
 
 Status Collection::Impl::DroppedError() const {
   return Status::NotFound("collection '" + name_ + "' was dropped");

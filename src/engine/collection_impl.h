@@ -119,6 +119,8 @@ class Collection::Impl {
   const CollectionOptions opt_;
   DatabaseWriter* const db_;
   std::atomic<bool> dropped_{false};
+  // Next to dropped_: a get-by-id hit reads both, and nothing else of this object.
+  std::unique_ptr<cache::LearnedCache> l1_;  // documents by id; invalidated by every Apply
   std::unique_ptr<index::HnswIndex> cold_;
 
   mutable std::shared_mutex mu_;
@@ -133,7 +135,6 @@ class Collection::Impl {
   // dead.
   std::atomic<uint64_t> generation_{0};
   mutable SearchCache search_cache_{1024};
-  std::unique_ptr<cache::LearnedCache> l1_;  // documents by id; invalidated by every Apply
   std::atomic<uint64_t> hot_bytes_{0};
   std::atomic<uint64_t> flushes_{0};
 };
