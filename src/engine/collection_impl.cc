@@ -33,14 +33,11 @@ Collection::Impl::Impl(std::string tenant, std::string name, const CollectionOpt
       name_(std::move(name)),
       opt_(options),
       db_(db),
-      cold_(std::move(cold)),
-      l1_(std::make_unique<cache::LearnedCache>(cache_options)) {}
+      l1_(std::make_unique<cache::LearnedCache>(cache_options)),
+      cold_(std::move(cold)) {}
 
-Status Collection::Impl::CheckLive() const {
-  if (dropped_.load()) {
-    return Status::NotFound("collection '" + name_ + "' was dropped");
-  }
-  return Status::Ok();
+Status Collection::Impl::DroppedError() const {
+  return Status::NotFound("collection '" + name_ + "' was dropped");
 }
 
 Status Collection::Impl::CheckVector(const std::vector<float>& v, const char* what) const {
@@ -62,13 +59,8 @@ Status Collection::Impl::CheckVector(const std::vector<float>& v, const char* wh
   return Status::Ok();
 }
 
-Result<uint64_t> Collection::Impl::Find(const DocKey& key) const {
-  if (!key.is_string()) {
-    if (key.id == 0 || key.id >= kFirstStringId) {
-      return Status::InvalidArgument("numeric doc_id must be in 1..2^63-1");
-    }
-    return key.id;
-  }
+Result<uint64_t> Collection::Impl::FindSlow(const DocKey& key) const {
+  if (!key.is_string()) return Status::InvalidArgument("numeric doc_id must be in 1..2^63-1");
   std::shared_lock<std::shared_mutex> l(mu_);
   auto it = ext_to_id_.find(key.external);
   if (it == ext_to_id_.end()) return Status::NotFound("document '" + key.external + "' not found");
@@ -206,31 +198,36 @@ Status Collection::Impl::UpdateMetadata(const DocKey& key, const Metadata& metad
 }
 
 Result<GetResult> Collection::Impl::Get(const DocKey& key, bool include_embedding) const {
+  // One named result, built in place in the caller's frame: the GetResult is never moved.
+  Result<GetResult> result(std::in_place);
+  if (Status st = GetInto(key, include_embedding, &*result); !st.ok()) result = std::move(st);
+  return result;
+}
+
+Status Collection::Impl::GetInto(const DocKey& key, bool include_embedding, GetResult* out) const {
   KYRODB_RETURN_IF_ERROR(CheckLive());
-  auto id = Find(key);
-  if (!id.ok()) return id.status();
-  GetResult out;
-  out.key = key;
-  if (!key.is_string()) out.key.id = *id;
-  // L1: every read is logged there; a hit costs a hash probe.
-  if (auto cached = l1_->Get(*id)) {
-    out.metadata = cached->metadata;
-    if (include_embedding) out.embedding = cached->embedding;
-    out.served_from = Tier::kCache;
-    return out;
+  auto found = Find(key);
+  if (!found.ok()) return found.status();
+  const uint64_t id = *found;
+  out->key.id = key.id;
+  if (key.is_string()) out->key.external = key.external;
+  // L1: every read is logged there; a hit costs a hash probe and copies what was asked for.
+  if (l1_->Read(id, &out->metadata, include_embedding ? &out->embedding : nullptr)) {
+    out->served_from = Tier::kCache;
+    return Status::Ok();
   }
   // Taken before reading the tiers: a write that lands meanwhile makes the fill below a no-op.
-  const uint64_t ticket = l1_->FillTicket(*id);
+  const uint64_t ticket = l1_->FillTicket(id);
   auto doc = std::make_shared<cache::CachedDoc>();
   {
     std::shared_lock<std::shared_mutex> l(mu_);
     bool tomb;
-    if (const StoredDoc* d = FindHotLocked(*id, &tomb)) {
+    if (const StoredDoc* d = FindHotLocked(id, &tomb)) {
       doc->embedding = d->embedding;
       doc->metadata = d->metadata;
-      out.served_from = Tier::kHotTier;
+      out->served_from = Tier::kHotTier;
     } else {
-      auto it = tomb ? cold_meta_.end() : cold_meta_.find(*id);
+      auto it = tomb ? cold_meta_.end() : cold_meta_.find(id);
       if (it == cold_meta_.end()) {
         return Status::NotFound("document " +
                                 (key.is_string() ? "'" + key.external + "'" : std::to_string(key.id)) +
@@ -238,16 +235,16 @@ Result<GetResult> Collection::Impl::Get(const DocKey& key, bool include_embeddin
       }
       doc->metadata = it->second.metadata;
       doc->embedding.resize(opt_.dimension);
-      if (!cold_->GetVector(*id, doc->embedding.data()).ok()) {
-        return Status::NotFound("document " + std::to_string(*id) + " not found");
+      if (!cold_->GetVector(id, doc->embedding.data()).ok()) {
+        return Status::NotFound("document " + std::to_string(id) + " not found");
       }
-      out.served_from = Tier::kColdTier;
+      out->served_from = Tier::kColdTier;
     }
   }
-  out.metadata = doc->metadata;
-  if (include_embedding) out.embedding = doc->embedding;
-  l1_->Fill(*id, std::move(doc), ticket);
-  return out;
+  out->metadata = doc->metadata;
+  if (include_embedding) out->embedding = doc->embedding;
+  l1_->Fill(id, std::move(doc), ticket);
+  return Status::Ok();
 }
 
 float Collection::Impl::Score(float d) const {
