@@ -8,6 +8,7 @@
 // calls fail with NOT_READY.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -35,9 +36,6 @@ inline constexpr uint32_t kMaxK = 1000;
 inline constexpr uint32_t kMaxEfSearch = 10000;
 inline constexpr size_t kMaxDimension = 4096;
 inline constexpr const char* kDefaultCollection = "default";
-
-enum class SearchPath { kUnknown = 0, kCacheHit = 1, kHotTierOnly = 2, kColdTierOnly = 3, kHotAndCold = 4 };
-const char* SearchPathName(SearchPath p);  // "cache_hit", "hot_tier_only", ...
 
 struct SearchReply {
   std::vector<SearchHit> hits;
@@ -83,8 +81,14 @@ struct EngineTotals {
 
 class Service {
  public:
+  // A service that is not ready yet: health, readiness and metrics answer; data calls fail
+  // with NOT_READY until Recover() succeeded. main() starts the servers in between, so /ready
+  // says 503 during recovery.
+  static std::unique_ptr<Service> Create(const ServerConfig& config);
   // Opens the database (recovery), creates the `default` collection from config.hnsw if it does
-  // not exist. Fails with the recovery error (strict mode) or a config error.
+  // not exist, then becomes ready. Fails with the recovery error (strict mode).
+  Status Recover();
+  // Create + Recover (tests).
   static Result<std::unique_ptr<Service>> Open(const ServerConfig& config);
   ~Service();
 
@@ -149,7 +153,11 @@ class Service {
   std::unique_ptr<Database> db_;
   RequestMetrics metrics_;
   std::atomic<bool> ready_{false};
-  uint64_t started_at_ms_ = 0;
+  int64_t started_at_ms_ = 0;
+  // Lookups by id, by the tier that answered (Tier values).
+  std::array<std::atomic<uint64_t>, 3> served_from_{};
+  std::atomic<uint64_t> query_misses_{0};
+  std::atomic<uint64_t> inserts_{0};
 };
 
 }  // namespace kyrodb::server
