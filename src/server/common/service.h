@@ -75,8 +75,14 @@ struct EngineTotals {
   uint64_t memory_bytes = 0;
   uint64_t disk_bytes = 0;
   uint64_t cache_hits = 0, cache_misses = 0;
-  uint64_t hot_hits = 0, cold_hits = 0;  // lookups by id served by each tier
+  uint64_t cache_entries = 0, cache_bytes = 0;
+  uint64_t cache_trainings = 0, cache_training_failures = 0;
+  uint64_t collections_in_fallback = 0;  // L1 caches running plain LRU as a fallback
+  // Lookups by id through Service: answered by each tier, or not found.
+  uint64_t served_cache = 0, served_hot = 0, served_cold = 0, query_misses = 0;
+  uint64_t inserts = 0;  // documents written through Service
   uint64_t search_cache_hits = 0, search_cache_misses = 0;
+  DatabaseStats database;
 };
 
 class Service {
@@ -153,6 +159,7 @@ class Service {
   std::unique_ptr<Database> db_;
   RequestMetrics metrics_;
   std::atomic<bool> ready_{false};
+  bool closed_ = false;
   int64_t started_at_ms_ = 0;
   // Lookups by id, by the tier that answered (Tier values).
   std::array<std::atomic<uint64_t>, 3> served_from_{};
