@@ -84,10 +84,16 @@ class GrpcServer::Impl {
   // then NOT_SERVING, re-checked by an alarm (no thread of ours).
   void UpdateHealth() {
     const bool ready = service_.ready();
-    server_->GetHealthCheckService()->SetServingStatus(ready);
+    SetServing(ready);
     if (ready) return;
     std::lock_guard<std::mutex> lock(mu_);
     if (!stopping_) ArmLocked();
+  }
+
+  void SetServing(bool serving) {
+    ::grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+    health->SetServingStatus(::kyrodb::v1::KyroDBService::service_full_name(), serving);
+    health->SetServingStatus(serving);  // overall ("") and every service named so far
   }
 
   void ArmLocked() {
@@ -106,7 +112,7 @@ class GrpcServer::Impl {
       }
       // Still armed: Stop() waits before it shuts the server down.
       const bool ready = service_.ready();
-      server_->GetHealthCheckService()->SetServingStatus(ready);
+      SetServing(ready);
       std::lock_guard<std::mutex> lock(mu_);
       if (ready || stopping_) {
         alarm_armed_ = false;

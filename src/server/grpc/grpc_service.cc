@@ -230,10 +230,10 @@ GrpcService::Unary* GrpcService::Health(Ctx* ctx, const pb::HealthRequest* req,
   const CallTimer timer(service_, Endpoint::kHealth);
   const std::string& component = req->component();
   if (!component.empty() && component != "cache" && component != "hot_tier" &&
-      component != "cold_tier" && component != "wal") {
+      component != "cold_tier" && component != "wal" && component != "recovery") {
     return ReplyError(ctx, timer, {ErrorCode::kInvalidArgument,
                                    "component: unknown component '" + component +
-                                       "' (cache, hot_tier, cold_tier, wal or empty)"});
+                                       "' (cache, hot_tier, cold_tier, wal, recovery or empty)"});
   }
   HealthReport report = service_.Health();
   resp->set_status(static_cast<pb::HealthResponse::Status>(report.state));
@@ -260,26 +260,28 @@ GrpcService::Unary* GrpcService::Metrics(Ctx* ctx, const pb::MetricsRequest* /*r
   };
   const uint64_t queries =
       requests({Endpoint::kSearch, Endpoint::kBulkSearch, Endpoint::kQuery, Endpoint::kBulkQuery});
-  const uint64_t inserts = requests({Endpoint::kInsert, Endpoint::kBulkInsert});
   const double uptime = static_cast<double>(std::max<uint64_t>(service_.Health().uptime_seconds, 1));
 
   resp->set_cache_hits(t.cache_hits);
   resp->set_cache_misses(t.cache_misses);
   resp->set_cache_hit_rate(Percent(t.cache_hits, t.cache_hits + t.cache_misses));
-  resp->set_hot_tier_hits(t.hot_hits);
-  resp->set_hot_tier_misses(t.cold_hits);  // lookups the hot tier missed went to the cold tier
-  resp->set_hot_tier_hit_rate(Percent(t.hot_hits, t.hot_hits + t.cold_hits));
+  resp->set_cache_size(t.cache_entries);
+  // Lookups by id that reached the hot tier: it answered (hot) or passed them on (cold, missing).
+  const uint64_t hot_misses = t.served_cold + t.query_misses;
+  resp->set_hot_tier_hits(t.served_hot);
+  resp->set_hot_tier_misses(hot_misses);
+  resp->set_hot_tier_hit_rate(Percent(t.served_hot, t.served_hot + hot_misses));
   resp->set_hot_tier_size(t.hot_documents);
   resp->set_hot_tier_flushes(t.flushes);
-  resp->set_cold_tier_searches(t.search_cache_misses);  // searches that ran (not cache hits)
+  resp->set_cold_tier_searches(t.search_cache_misses);  // searches that ran (not result-cache hits)
   resp->set_cold_tier_size(t.cold_documents);
   resp->set_p50_latency_ms(all.p50_ms);
   resp->set_p95_latency_ms(all.p95_ms);
   resp->set_p99_latency_ms(all.p99_ms);
   resp->set_total_queries(queries);
-  resp->set_total_inserts(inserts);
+  resp->set_total_inserts(t.inserts);  // documents written, over both transports
   resp->set_queries_per_second(static_cast<double>(queries) / uptime);
-  resp->set_inserts_per_second(static_cast<double>(inserts) / uptime);
+  resp->set_inserts_per_second(static_cast<double>(t.inserts) / uptime);
   resp->set_memory_usage_bytes(t.memory_bytes);
   resp->set_disk_usage_bytes(t.disk_bytes);
   rusage ru{};
@@ -288,9 +290,11 @@ GrpcService::Unary* GrpcService::Metrics(Ctx* ctx, const pb::MetricsRequest* /*r
                          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
     resp->set_cpu_usage_percent(100.0 * cpu_s / uptime);  // average since start
   }
-  const uint64_t hits = t.cache_hits + t.search_cache_hits;
-  resp->set_overall_hit_rate(
-      Percent(hits, t.cache_hits + t.cache_misses + t.search_cache_hits + t.search_cache_misses));
+  // Reads answered from a cache (L1 documents, L1b search results) over all reads.
+  const uint64_t cached = t.served_cache + t.search_cache_hits;
+  const uint64_t reads = t.served_cache + t.served_hot + t.served_cold + t.query_misses +
+                         t.search_cache_hits + t.search_cache_misses;
+  resp->set_overall_hit_rate(Percent(cached, reads));
   resp->set_collected_at(UnixSeconds());
   return Reply(ctx, timer, ::grpc::Status::OK);
 }
