@@ -367,5 +367,43 @@ TEST(EngineTest, BackgroundTaskFlushesByAgeAndSnapshotsByCount) {
   EXPECT_TRUE(has_snapshot);
 }
 
+TEST(EngineTest, UpsertBatchIsOneGroupCommitWithPerDocumentStatuses) {
+  TempDir d;
+  DatabaseOptions o = Options(d.path());
+  o.fsync_policy = FsyncPolicy::kAlways;
+  {
+    auto db = MustOpen(o);
+    auto c = db->CreateCollection("t", "c", L2(8));
+    ASSERT_TRUE(c.ok());
+    const DatabaseStats before = db->Stats();
+    std::vector<Document> docs;
+    for (uint64_t i = 1; i <= 300; ++i) docs.push_back({DocKey::Numeric(i), Vec(i, 8), {}});
+    docs[41].embedding.resize(7);   // wrong dimension
+    docs[42].key = DocKey::Numeric(0);  // bad id
+    docs.push_back({DocKey::String("s1"), Vec(1000, 8), {{"k", "v"}}});
+    std::vector<Status> results;
+    const Status first = (*c)->UpsertBatch(docs, &results);
+    EXPECT_EQ(first.code(), StatusCode::kInvalidArgument);
+    ASSERT_EQ(results.size(), docs.size());
+    for (size_t i = 0; i < docs.size(); ++i) {
+      EXPECT_EQ(results[i].ok(), i != 41 && i != 42) << i << ": " << results[i].ToString();
+    }
+    const DatabaseStats after = db->Stats();
+    EXPECT_EQ(after.wal_records - before.wal_records, 299u);
+    EXPECT_EQ(after.wal_syncs - before.wal_syncs, 1u);  // not one fsync per document
+    EXPECT_EQ((*c)->Stats().documents, 299u);
+    ASSERT_OK(db->Close());
+  }
+  auto db = MustOpen(o);  // durable: recovery replays the batch
+  auto c = db->GetCollection("t", "c");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ((*c)->Stats().documents, 299u);
+  auto got = (*c)->Get(DocKey::Numeric(300), true);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->embedding, Vec(300, 8));
+  EXPECT_TRUE((*c)->Get(DocKey::String("s1"), false).ok());
+  EXPECT_EQ((*c)->Get(DocKey::Numeric(42), false).status().code(), StatusCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace kyrodb

@@ -121,6 +121,45 @@ Status Collection::Impl::Upsert(const Document& doc) {
   return db_->Log(r, this);
 }
 
+Status Collection::Impl::UpsertBatch(const std::vector<Document>& docs,
+                                     std::vector<Status>* results) {
+  std::vector<Status> local;
+  std::vector<Status>& out = results != nullptr ? *results : local;
+  out.assign(docs.size(), Status::Ok());
+  Status live = CheckLive();
+  std::vector<storage::WalRecord> records;
+  std::vector<size_t> index;  // docs[index[j]] is records[j]
+  records.reserve(docs.size());
+  index.reserve(docs.size());
+  for (size_t i = 0; i < docs.size(); ++i) {
+    const Document& doc = docs[i];
+    Status s = live.ok() ? CheckVector(doc.embedding, "embedding") : live;
+    Result<uint64_t> id = s.ok() ? Resolve(doc.key, /*assign=*/true) : Result<uint64_t>(s);
+    if (!id.ok()) {
+      out[i] = id.status();
+      continue;
+    }
+    storage::WalRecord& r = records.emplace_back();
+    r.type = storage::RecordType::kUpsert;
+    r.tenant = tenant_;
+    r.collection = name_;
+    r.doc_id = *id;
+    r.external_id = doc.key.external;
+    r.embedding = doc.embedding;
+    if (opt_.metric == Metric::kCosine) index::NormalizeInPlace(r.embedding.data(), r.embedding.size());
+    r.metadata = doc.metadata;
+    index.push_back(i);
+  }
+  // One group commit (one fsync with FsyncPolicy::kAlways) for the whole batch.
+  Status error;
+  const size_t logged = records.empty() ? 0 : db_->LogBatch(records, this, &error);
+  for (size_t j = logged; j < records.size(); ++j) out[index[j]] = error;
+  for (const Status& s : out) {
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
 Status Collection::Impl::Delete(const DocKey& key) {
   KYRODB_RETURN_IF_ERROR(CheckLive());
   auto id = Find(key);

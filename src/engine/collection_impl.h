@@ -57,6 +57,7 @@ class Collection::Impl {
 
   // Client operations: validate, log through db_, apply.
   Status Upsert(const Document& doc);
+  Status UpsertBatch(const std::vector<Document>& docs, std::vector<Status>* results);
   Status Delete(const DocKey& key);
   Status UpdateMetadata(const DocKey& key, const Metadata& metadata, bool merge);
   Result<GetResult> Get(const DocKey& key, bool include_embedding) const;
@@ -136,6 +137,10 @@ class DatabaseWriter {
  public:
   virtual ~DatabaseWriter() = default;
   virtual Status Log(const storage::WalRecord& record, Collection::Impl* target) = 0;
+  // Logs `records` with one group commit and applies the durable ones (a prefix) to `target`;
+  // returns how many, and the error of the rest through `*error`.
+  virtual size_t LogBatch(const std::vector<storage::WalRecord>& records, Collection::Impl* target,
+                          Status* error) = 0;
 };
 
 }  // namespace kyrodb

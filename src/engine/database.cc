@@ -123,6 +123,19 @@ class Database::Impl final : public DatabaseWriter, public storage::StateMachine
     return Status::Ok();
   }
 
+  size_t LogBatch(const std::vector<storage::WalRecord>& records, Collection::Impl* target,
+                  Status* error) override {
+    const size_t n = storage_->WriteBatch(
+        records,
+        [&](size_t i) {
+          target->Apply(records[i]);
+          return Status::Ok();
+        },
+        error);
+    mutations_.fetch_add(n, std::memory_order_relaxed);
+    return n;
+  }
+
   // ---- StateMachine ----
   Status Apply(const storage::WalRecord& r) override {
     switch (r.type) {
@@ -412,14 +425,7 @@ const std::string& Collection::name() const { return impl_->name(); }
 const CollectionOptions& Collection::options() const { return impl_->options(); }
 Status Collection::Upsert(const Document& doc) { return impl_->Upsert(doc); }
 Status Collection::UpsertBatch(const std::vector<Document>& docs, std::vector<Status>* results) {
-  Status first;
-  if (results != nullptr) results->clear();
-  for (const auto& d : docs) {
-    Status s = impl_->Upsert(d);
-    if (first.ok() && !s.ok()) first = s;
-    if (results != nullptr) results->push_back(std::move(s));
-  }
-  return first;
+  return impl_->UpsertBatch(docs, results);
 }
 Status Collection::Delete(const DocKey& key) { return impl_->Delete(key); }
 Status Collection::UpdateMetadata(const DocKey& key, const Metadata& metadata, bool merge) {

@@ -122,15 +122,63 @@ Result<Lsn> Wal::AppendPayload(RecordType type, std::string_view payload) {
   Writer w;
   w.type = type;
   w.payload = payload;
-  std::unique_lock<std::mutex> l(mu_);
-  if (closed_) return Status::FailedPrecondition("WAL is closed");
-  if (!error_.ok()) return error_;
-  queue_.push_back(&w);
-  cv_.wait(l, [&] { return w.done || queue_.front() == &w; });
-  if (w.done) {
-    if (!w.status.ok()) return w.status;
-    return w.lsn;
+  Writer* ws[] = {&w};
+  AppendWriters(ws, 1);
+  if (!w.status.ok()) return w.status;
+  return w.lsn;
+}
+
+Status Wal::AppendBatch(const std::vector<WalRecord>& records, std::vector<Lsn>* lsns) {
+  lsns->clear();
+  if (records.empty()) return Status::Ok();
+  std::vector<std::string> payloads;
+  payloads.reserve(records.size());
+  for (const WalRecord& r : records) {
+    payloads.push_back(EncodePayload(r));
+    if (payloads.back().size() > wal_format::kMaxPayloadBytes) {
+      return Status::InvalidArgument("WAL record payload too large");
+    }
   }
+  std::vector<Writer> writers(records.size());
+  std::vector<Writer*> ws(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    writers[i].type = records[i].type;
+    writers[i].payload = payloads[i];
+    ws[i] = &writers[i];
+  }
+  AppendWriters(ws.data(), ws.size());
+  for (const Writer& w : writers) {  // the durable ones are a prefix: queued in order
+    if (!w.status.ok()) return w.status;
+    lsns->push_back(w.lsn);
+  }
+  return Status::Ok();
+}
+
+void Wal::AppendWriters(Writer* const* ws, size_t n) {
+  std::unique_lock<std::mutex> l(mu_);
+  if (closed_ || !error_.ok()) {
+    const Status s = closed_ ? Status::FailedPrecondition("WAL is closed") : error_;
+    for (size_t i = 0; i < n; ++i) {
+      ws[i]->status = s;
+      ws[i]->done = true;
+    }
+    return;
+  }
+  // Contiguous in the queue, so one leader round usually writes them all.
+  for (size_t i = 0; i < n; ++i) queue_.push_back(ws[i]);
+  size_t next = 0;  // our first writer not yet done
+  for (;;) {
+    cv_.wait(l, [&] {
+      while (next < n && ws[next]->done) ++next;
+      return next == n || queue_.front() == ws[next];
+    });
+    if (next == n) return;
+    LeadLocked(l, ws[next]);
+    l.lock();
+  }
+}
+
+void Wal::LeadLocked(std::unique_lock<std::mutex>& l, Writer* self) {
   // Leader: take the file, then everything queued behind us.
   l.unlock();
   std::unique_lock<std::mutex> fl(file_mu_);
@@ -149,7 +197,7 @@ Result<Lsn> Wal::AppendPayload(RecordType type, std::string_view payload) {
       batch.push_back(x);
     }
   } else {
-    batch.push_back(&w);
+    batch.push_back(self);
   }
   l.unlock();
 
@@ -212,8 +260,6 @@ Result<Lsn> Wal::AppendPayload(RecordType type, std::string_view payload) {
     }
   }
   cv_.notify_all();
-  if (!w.status.ok()) return w.status;
-  return w.lsn;
 }
 
 Status Wal::Sync() {
