@@ -944,7 +944,9 @@ TEST(GrpcServerRecoveryTest, HealthTurnsServingWhenRecoveryCompletes) {
   config.persistence.data_dir = dir.path();
   config.server.grpc_port = 0;
   config.hnsw.dimension = kDim;
-  std::unique_ptr<Service> service = Service::Create(config);
+  auto created = Service::Create(config);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  std::unique_ptr<Service> service = std::move(*created);
   auto server = GrpcServer::Start(*service);
   ASSERT_TRUE(server.ok()) << server.status().ToString();
   auto channel = ::grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
@@ -995,6 +997,47 @@ TEST(GrpcServerRecoveryTest, HealthTurnsServingWhenRecoveryCompletes) {
   EXPECT_TRUE(stub->Insert(&ictx, MakeInsert(1, std::vector<float>(kDim, 0.5f)), &iresp).ok());
   (*server)->Stop(std::chrono::milliseconds(500));
   ASSERT_OK(service->Close());
+}
+
+// --- Authentication and rate limits (Service::Authenticate / Admit on every RPC but Health) ---
+
+class GrpcAuthTest : public GrpcServerTest {
+ protected:
+  static constexpr const char* kKey = "0123456789abcdef-admin";
+  void Configure(ServerConfig& c) override {
+    const std::string keys = dir_.File("keys.yaml");
+    std::FILE* f = std::fopen(keys.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fprintf(f, "api_keys:\n  - key: \"%s\"\n    tenant_id: default\n    is_admin: true\n", kKey);
+    std::fclose(f);
+    c.auth.enabled = true;
+    c.auth.api_keys_file = keys;
+    c.rate_limit.enabled = true;
+    c.rate_limit.max_qps_per_tenant = 0.01;  // one call, then refused for minutes
+    c.rate_limit.burst = 2;
+  }
+  ::grpc::Status QueryWith(const std::string& header, const std::string& value) {
+    ::grpc::ClientContext ctx;
+    if (!header.empty()) ctx.AddMetadata(header, value);
+    pb::QueryRequest req;
+    req.set_doc_id(1);
+    pb::QueryResponse resp;
+    return stub_->Query(&ctx, req, &resp);
+  }
+};
+
+TEST_F(GrpcAuthTest, KeysAreRequiredAndRateLimitsApply) {
+  EXPECT_EQ(QueryWith("", "").error_code(), ::grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(QueryWith("x-api-key", "0123456789abcdef-wrong").error_code(),
+            ::grpc::StatusCode::UNAUTHENTICATED);
+  {
+    ::grpc::ClientContext ctx;  // the liveness RPC needs no key
+    pb::HealthResponse r;
+    EXPECT_TRUE(stub_->Health(&ctx, pb::HealthRequest(), &r).ok());
+  }
+  EXPECT_TRUE(QueryWith("x-api-key", kKey).ok());
+  EXPECT_TRUE(QueryWith("authorization", std::string("Bearer ") + kKey).ok());
+  EXPECT_EQ(QueryWith("x-api-key", kKey).error_code(), ::grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 
 }  // namespace

@@ -123,41 +123,47 @@ Status Collection::Impl::Upsert(const Document& doc) {
 
 Status Collection::Impl::UpsertBatch(const std::vector<Document>& docs,
                                      std::vector<Status>* results) {
-  std::vector<Status> local;
-  std::vector<Status>& out = results != nullptr ? *results : local;
-  out.assign(docs.size(), Status::Ok());
-  Status live = CheckLive();
-  std::vector<storage::WalRecord> records;
-  std::vector<size_t> index;  // docs[index[j]] is records[j]
-  records.reserve(docs.size());
-  index.reserve(docs.size());
-  for (size_t i = 0; i < docs.size(); ++i) {
-    const Document& doc = docs[i];
-    Status s = live.ok() ? CheckVector(doc.embedding, "embedding") : live;
-    Result<uint64_t> id = s.ok() ? Resolve(doc.key, /*assign=*/true) : Result<uint64_t>(s);
-    if (!id.ok()) {
-      out[i] = id.status();
-      continue;
+  results->assign(docs.size(), Status::Ok());
+  KYRODB_RETURN_IF_ERROR(CheckLive());
+  // Chunks bound the memory of encoded records; each chunk is one group commit (or a few).
+  constexpr size_t kChunk = 1024;
+  Status first;
+  for (size_t begin = 0; begin < docs.size(); begin += kChunk) {
+    const size_t end = std::min(docs.size(), begin + kChunk);
+    std::vector<storage::WalRecord> records;
+    std::vector<size_t> index;  // records[j] is docs[index[j]]
+    records.reserve(end - begin);
+    for (size_t i = begin; i < end; ++i) {
+      const Document& doc = docs[i];
+      Status s = CheckVector(doc.embedding, "embedding");
+      Result<uint64_t> id = s.ok() ? Resolve(doc.key, /*assign=*/true) : Result<uint64_t>(s);
+      if (!id.ok()) {
+        (*results)[i] = id.status();
+        if (first.ok()) first = id.status();
+        continue;
+      }
+      storage::WalRecord& r = records.emplace_back();
+      r.type = storage::RecordType::kUpsert;
+      r.tenant = tenant_;
+      r.collection = name_;
+      r.doc_id = *id;
+      r.external_id = doc.key.external;
+      r.embedding = doc.embedding;
+      if (opt_.metric == Metric::kCosine) index::NormalizeInPlace(r.embedding.data(), r.embedding.size());
+      r.metadata = doc.metadata;
+      index.push_back(i);
     }
-    storage::WalRecord& r = records.emplace_back();
-    r.type = storage::RecordType::kUpsert;
-    r.tenant = tenant_;
-    r.collection = name_;
-    r.doc_id = *id;
-    r.external_id = doc.key.external;
-    r.embedding = doc.embedding;
-    if (opt_.metric == Metric::kCosine) index::NormalizeInPlace(r.embedding.data(), r.embedding.size());
-    r.metadata = doc.metadata;
-    index.push_back(i);
+    std::vector<const storage::WalRecord*> ptrs;
+    ptrs.reserve(records.size());
+    for (const auto& r : records) ptrs.push_back(&r);
+    size_t logged = 0;
+    Status s = db_->LogBatch(ptrs, this, &logged);
+    if (!s.ok()) {
+      for (size_t j = logged; j < index.size(); ++j) (*results)[index[j]] = s;
+      if (first.ok()) first = s;
+    }
   }
-  // One group commit (one fsync with FsyncPolicy::kAlways) for the whole batch.
-  Status error;
-  const size_t logged = records.empty() ? 0 : db_->LogBatch(records, this, &error);
-  for (size_t j = logged; j < records.size(); ++j) out[index[j]] = error;
-  for (const Status& s : out) {
-    if (!s.ok()) return s;
-  }
-  return Status::Ok();
+  return first;
 }
 
 Status Collection::Impl::Delete(const DocKey& key) {
@@ -375,8 +381,14 @@ void Collection::Impl::Apply(const storage::WalRecord& r) {
     cold_meta_.erase(id);
     if (cold_->Contains(id)) cold_->Remove(id).IgnoreError();
   };
+  // Whether `id` is a live document before this record (for the document count).
+  auto exists = [&] {
+    bool tomb;
+    return FindHotLocked(id, &tomb) != nullptr || (!tomb && cold_meta_.contains(id));
+  };
   switch (r.type) {
     case storage::RecordType::kUpsert: {
+      if (!exists()) live_docs_.fetch_add(1, std::memory_order_relaxed);
       auto doc = std::make_shared<StoredDoc>();
       doc->id = id;
       doc->external = r.external_id;
@@ -396,6 +408,7 @@ void Collection::Impl::Apply(const storage::WalRecord& r) {
       break;
     }
     case storage::RecordType::kDelete: {
+      if (exists()) live_docs_.fetch_sub(1, std::memory_order_relaxed);
       bool tomb;
       const StoredDoc* cur = FindHotLocked(id, &tomb);
       std::string external = cur != nullptr ? cur->external : std::string();
@@ -679,6 +692,10 @@ Result<std::shared_ptr<Collection::Impl>> Collection::Impl::LoadFrom(
     impl->cold_meta_[d.id] = ColdMeta{std::move(d.external), std::move(d.metadata)};
   }
   if (!in.empty()) return bad();
+  uint64_t live = 0;
+  for (const auto& [id, e] : impl->live_) live += e.doc != nullptr;
+  for (const auto& [id, m] : impl->cold_meta_) live += !impl->live_.contains(id);
+  impl->live_docs_.store(live);
   return impl;
 }
 

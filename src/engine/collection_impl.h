@@ -65,6 +65,7 @@ class Collection::Impl {
   Result<std::vector<SearchHit>> SearchUncached(const SearchRequest& request, SearchPath* path) const;
   Result<FlushResult> Flush();
   CollectionStats Stats() const;
+  uint64_t document_count() const { return live_docs_.load(std::memory_order_relaxed); }
   std::vector<DocKey> FindKeys(const std::function<bool(const Metadata&)>& pred) const;
 
   // State machine side: apply a logged record (live or replayed). Idempotent.
@@ -129,6 +130,7 @@ class Collection::Impl {
   mutable SearchCache search_cache_{1024};
   std::unique_ptr<cache::LearnedCache> l1_;  // documents by id; invalidated by every Apply
   std::atomic<uint64_t> hot_bytes_{0};
+  std::atomic<uint64_t> live_docs_{0};  // live documents over both tiers (maintained by Apply)
   std::atomic<uint64_t> flushes_{0};
 };
 
@@ -137,10 +139,10 @@ class DatabaseWriter {
  public:
   virtual ~DatabaseWriter() = default;
   virtual Status Log(const storage::WalRecord& record, Collection::Impl* target) = 0;
-  // Logs `records` with one group commit and applies the durable ones (a prefix) to `target`;
-  // returns how many, and the error of the rest through `*error`.
-  virtual size_t LogBatch(const std::vector<storage::WalRecord>& records, Collection::Impl* target,
-                          Status* error) = 0;
+  // Logs the records with as few WAL writes as fit and applies each one logged; *logged says
+  // how many (a prefix).
+  virtual Status LogBatch(const std::vector<const storage::WalRecord*>& records,
+                          Collection::Impl* target, size_t* logged) = 0;
 };
 
 }  // namespace kyrodb

@@ -267,19 +267,14 @@ Result<Lsn> Storage::Write(const WalRecord& record, const std::function<Status()
   return lsn;
 }
 
-size_t Storage::WriteBatch(const std::vector<WalRecord>& records,
-                          const std::function<Status(size_t)>& apply, Status* error) {
+Status Storage::WriteBatch(const std::vector<const WalRecord*>& records,
+                           const std::function<void(size_t)>& apply, size_t* logged) {
   std::shared_lock<std::shared_mutex> gate(gate_);
   std::vector<Lsn> lsns;
-  *error = wal_->AppendBatch(records, &lsns);
-  for (size_t i = 0; i < lsns.size(); ++i) {
-    Status s = apply(i);
-    if (!s.ok() && error->ok()) {
-      *error = Status::Internal("record " + std::to_string(lsns[i]) +
-                                " is logged but failed to apply: " + s.ToString());
-    }
-  }
-  return lsns.size();
+  Status s = wal_->AppendBatch(records, &lsns);
+  for (size_t i = 0; i < lsns.size(); ++i) apply(i);
+  *logged = lsns.size();
+  return s;
 }
 
 Result<Lsn> Storage::Checkpoint() {

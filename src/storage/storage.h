@@ -86,11 +86,11 @@ class Storage {
   // Logs `record` then runs `apply` (which must not fail for a record that passed the
   // engine's validation). Returns the record's LSN.
   Result<Lsn> Write(const WalRecord& record, const std::function<Status()>& apply);
-  // Logs `records` with one group commit (Wal::AppendBatch), then runs apply(i) for each record
-  // that is durable, in order. Returns how many are (a prefix of `records`) and, when not all,
-  // the error through `*error`.
-  size_t WriteBatch(const std::vector<WalRecord>& records,
-                    const std::function<Status(size_t)>& apply, Status* error);
+  // Logs `records` in order with as few group commits as fit, then runs apply(i) for each one
+  // that is durable per the policy (a prefix, all of them unless an error is returned);
+  // *logged says how many.
+  Status WriteBatch(const std::vector<const WalRecord*>& records,
+                    const std::function<void(size_t)>& apply, size_t* logged);
 
   // Snapshot + manifest + WAL trim. Returns the snapshot's LSN.
   Result<Lsn> Checkpoint();

@@ -116,70 +116,63 @@ Result<Lsn> Wal::Append(const WalRecord& record) {
 }
 
 Result<Lsn> Wal::AppendPayload(RecordType type, std::string_view payload) {
-  if (payload.size() > wal_format::kMaxPayloadBytes) {
-    return Status::InvalidArgument("WAL record payload too large");
-  }
   Writer w;
   w.type = type;
   w.payload = payload;
-  Writer* ws[] = {&w};
-  AppendWriters(ws, 1);
-  if (!w.status.ok()) return w.status;
+  KYRODB_RETURN_IF_ERROR(AppendWriters(&w, 1));
   return w.lsn;
 }
 
-Status Wal::AppendBatch(const std::vector<WalRecord>& records, std::vector<Lsn>* lsns) {
+Status Wal::AppendBatch(const std::vector<const WalRecord*>& records, std::vector<Lsn>* lsns) {
   lsns->clear();
   if (records.empty()) return Status::Ok();
   std::vector<std::string> payloads;
   payloads.reserve(records.size());
-  for (const WalRecord& r : records) {
-    payloads.push_back(EncodePayload(r));
-    if (payloads.back().size() > wal_format::kMaxPayloadBytes) {
+  for (const WalRecord* r : records) payloads.push_back(EncodePayload(*r));
+  std::vector<Writer> ws(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    ws[i].type = records[i]->type;
+    ws[i].payload = payloads[i];
+  }
+  Status s = AppendWriters(ws.data(), ws.size());
+  for (const Writer& w : ws) {
+    if (!w.done || !w.status.ok()) break;
+    lsns->push_back(w.lsn);
+  }
+  return s;
+}
+
+// Queues `n` writers back to back. Whenever one of them reaches the front of the queue this
+// thread leads a group commit (which takes it and whatever follows, up to kMaxBatchBytes);
+// returns once the last one is done, with the first error.
+Status Wal::AppendWriters(Writer* ws, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (ws[i].payload.size() > wal_format::kMaxPayloadBytes) {
       return Status::InvalidArgument("WAL record payload too large");
     }
   }
-  std::vector<Writer> writers(records.size());
-  std::vector<Writer*> ws(records.size());
-  for (size_t i = 0; i < records.size(); ++i) {
-    writers[i].type = records[i].type;
-    writers[i].payload = payloads[i];
-    ws[i] = &writers[i];
+  std::unique_lock<std::mutex> l(mu_);
+  if (closed_) return Status::FailedPrecondition("WAL is closed");
+  if (!error_.ok()) return error_;
+  for (size_t i = 0; i < n; ++i) queue_.push_back(&ws[i]);
+  Writer* const first = ws;
+  Writer* const last = ws + n - 1;
+  for (;;) {
+    cv_.wait(l, [&] {
+      return last->done || (queue_.front() >= first && queue_.front() <= last);
+    });
+    if (last->done) break;
+    LeadBatch(l);
   }
-  AppendWriters(ws.data(), ws.size());
-  for (const Writer& w : writers) {  // the durable ones are a prefix: queued in order
-    if (!w.status.ok()) return w.status;
-    lsns->push_back(w.lsn);
+  for (size_t i = 0; i < n; ++i) {
+    if (!ws[i].status.ok()) return ws[i].status;
   }
   return Status::Ok();
 }
 
-void Wal::AppendWriters(Writer* const* ws, size_t n) {
-  std::unique_lock<std::mutex> l(mu_);
-  if (closed_ || !error_.ok()) {
-    const Status s = closed_ ? Status::FailedPrecondition("WAL is closed") : error_;
-    for (size_t i = 0; i < n; ++i) {
-      ws[i]->status = s;
-      ws[i]->done = true;
-    }
-    return;
-  }
-  // Contiguous in the queue, so one leader round usually writes them all.
-  for (size_t i = 0; i < n; ++i) queue_.push_back(ws[i]);
-  size_t next = 0;  // our first writer not yet done
-  for (;;) {
-    cv_.wait(l, [&] {
-      while (next < n && ws[next]->done) ++next;
-      return next == n || queue_.front() == ws[next];
-    });
-    if (next == n) return;
-    LeadLocked(l, ws[next]);
-    l.lock();
-  }
-}
-
-void Wal::LeadLocked(std::unique_lock<std::mutex>& l, Writer* self) {
-  // Leader: take the file, then everything queued behind us.
+// Group commit: writes the writers at the front of the queue with one write (+ one fsync
+// under kAlways). Called and returns with `l` (mu_) held.
+void Wal::LeadBatch(std::unique_lock<std::mutex>& l) {
   l.unlock();
   std::unique_lock<std::mutex> fl(file_mu_);
   l.lock();
@@ -197,7 +190,7 @@ void Wal::LeadLocked(std::unique_lock<std::mutex>& l, Writer* self) {
       batch.push_back(x);
     }
   } else {
-    batch.push_back(self);
+    batch.push_back(queue_.front());
   }
   l.unlock();
 
@@ -260,6 +253,7 @@ void Wal::LeadLocked(std::unique_lock<std::mutex>& l, Writer* self) {
     }
   }
   cv_.notify_all();
+  l.lock();
 }
 
 Status Wal::Sync() {

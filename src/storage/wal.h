@@ -26,7 +26,6 @@
 #include <mutex>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "io/file_system.h"
 #include "kyrodb/status.h"
@@ -69,11 +68,10 @@ class Wal {
   Result<Lsn> Append(const WalRecord& record);
   // Appends a pre-encoded payload.
   Result<Lsn> AppendPayload(RecordType type, std::string_view payload);
-  // Appends `records` in order, contiguous in the group-commit queue, so they share one
-  // write() and (kAlways) one fsync unless they exceed the batch size limit (8 MiB). `lsns`
-  // gets the LSNs of the records that are durable: all of them on success; on failure a prefix
-  // (those an earlier group commit of an oversized batch wrote), and the error is returned.
-  Status AppendBatch(const std::vector<WalRecord>& records, std::vector<Lsn>* lsns);
+  // Appends records in order, in as few group commits as fit (one write + one fsync for up to
+  // 8 MiB). On error the records whose LSNs are in *lsns (a prefix) are durable per the
+  // policy; the rest are not in the log.
+  Status AppendBatch(const std::vector<const WalRecord*>& records, std::vector<Lsn>* lsns);
 
   // Makes everything appended so far durable.
   Status Sync();
@@ -96,11 +94,8 @@ class Wal {
  private:
   struct Writer;
   explicit Wal(const WalOptions& options);
-  // Queues `ws` and waits until all are done, leading group commits while one of them is first.
-  void AppendWriters(Writer* const* ws, size_t n);
-  // One group commit of the queue's head; `self` (the head) is failed alone if the WAL refuses
-  // writes. Called and returns with `l` (on mu_) held / released.
-  void LeadLocked(std::unique_lock<std::mutex>& l, Writer* self);
+  Status AppendWriters(Writer* ws, size_t n);
+  void LeadBatch(std::unique_lock<std::mutex>& l);  // group commit; called with mu_ held
   Status OpenSegment(uint64_t seq, Lsn first_lsn);  // caller holds file_mu_
   Status SyncLocked();                               // caller holds file_mu_
   void DiscardFailedTail();                          // caller holds file_mu_
