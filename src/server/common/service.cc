@@ -145,8 +145,17 @@ ApiResult<std::shared_ptr<Collection>> Service::ResolveCollection(const RequestC
   if (!ready()) return NotReady();
   const std::string n = CollectionName(name);
   auto c = db_->GetCollection(ctx.tenant, n);
-  if (!c.ok()) return ApiError{ErrorCode::kCollectionNotFound, "collection '" + n + "' does not exist"};
-  return std::move(c).value();
+  if (c.ok()) return std::move(c).value();
+  if (n == kDefaultCollection) {
+    // Every tenant has a `default` collection shaped by config.hnsw, made on first use, so
+    // requests that name no collection work for every tenant.
+    auto made = db_->CreateCollection(ctx.tenant, n, config_.DefaultCollectionOptions());
+    if (made.ok()) return std::move(made).value();
+    c = db_->GetCollection(ctx.tenant, n);  // created concurrently
+    if (c.ok()) return std::move(c).value();
+    return FromStatus(made.status());
+  }
+  return ApiError{ErrorCode::kCollectionNotFound, "collection '" + n + "' does not exist"};
 }
 
 ApiStatus Service::ValidateEmbedding(const Collection& c, const std::vector<float>& v,

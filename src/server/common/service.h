@@ -133,7 +133,8 @@ class Service {
   RateLimiter& rate_limiter() { return limiter_; }
 
   // --- validation shared by both transports (also used by the decoders) ---
-  // The collection a request names ("" = default) for this tenant.
+  // The collection a request names ("" = default) for this tenant. A tenant's `default`
+  // collection is created from config.hnsw the first time it is named.
   ApiResult<std::shared_ptr<Collection>> ResolveCollection(const RequestContext& ctx,
                                                            std::string_view name) const;
   // Dimension, finiteness, length limits. `field` names the field in messages ("embedding").
