@@ -154,6 +154,32 @@ ApiStatus ReadCollection(sj::value v, std::string_view* out) {
   return ReadStringView(v, "collection", out);
 }
 
+// The JSON number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+bool IsJsonNumber(std::string_view s) {
+  size_t i = 0;
+  auto digits = [&] {
+    const size_t start = i;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+    return i > start;
+  };
+  if (i < s.size() && s[i] == '-') ++i;
+  if (i < s.size() && s[i] == '0') {
+    ++i;
+  } else if (!digits()) {
+    return false;
+  }
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    if (!digits()) return false;
+  }
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+    if (!digits()) return false;
+  }
+  return i == s.size();
+}
+
 std::string Indexed(std::string_view field, size_t i) {
   std::string s(field);
   s.push_back('[');
@@ -237,10 +263,11 @@ ApiStatus JsonBody::Parse(std::string* body, bool empty_is_object) {
 ApiStatus JsonBody::Finish() {
   // current_location() is OUT_OF_BOUNDS exactly when the whole input was consumed.
   const char* at = nullptr;
-  if (doc_.current_location().get(at) == simdjson::OUT_OF_BOUNDS) return std::nullopt;
-  return Err(ErrorCode::kInvalidJson,
-             "request body is not valid JSON: unexpected content after the object at byte " +
-                 std::to_string(at - begin_));
+  const error_code e = doc_.current_location().get(at);
+  if (e == simdjson::OUT_OF_BOUNDS) return std::nullopt;
+  std::string m = "request body is not valid JSON: unexpected content after the object";
+  if (e == simdjson::SUCCESS) m += " at byte " + std::to_string(at - begin_);
+  return Err(ErrorCode::kInvalidJson, std::move(m));
 }
 
 ApiStatus ReadDocKey(sj::value v, std::string_view field, DocKey* out) {
@@ -288,7 +315,7 @@ ApiStatus ReadEmbedding(sj::value v, std::string_view field, size_t dim_hint,
     if (auto e = el.get_double().get(d)) {
       const std::string_view tok = Trim(el.raw_json_token());
       if (tok == "NaN" || tok == "Infinity" || tok == "-Infinity" ||
-          (e == simdjson::NUMBER_ERROR && tok.find_first_of("eE") != std::string_view::npos)) {
+          (e == simdjson::NUMBER_ERROR && IsJsonNumber(tok))) {  // well-formed: overflow
         return Err(ErrorCode::kNonFiniteValue, Indexed(field, out->size()) + " = " +
                                                    std::string(tok) + " is not a finite number");
       }
