@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,6 +52,17 @@ struct DatabaseOptions {
   bool start_background = true;
 };
 
+struct DatabaseStats {
+  // False while the WAL refuses writes (after a failed fsync or a full disk, until a probe
+  // write succeeds).
+  bool writable = true;
+  uint64_t wal_records = 0;
+  uint64_t wal_bytes = 0;
+  uint64_t wal_syncs = 0;
+  uint64_t wal_batches = 0;
+  uint64_t snapshots = 0;  // taken since Open
+};
+
 class Collection {
  public:
   ~Collection();
@@ -66,9 +78,13 @@ class Collection {
   Status Delete(const DocKey& key);  // NotFound if absent
   Status UpdateMetadata(const DocKey& key, const Metadata& metadata, bool merge);
   Result<GetResult> Get(const DocKey& key, bool include_embedding) const;
-  Result<std::vector<SearchHit>> Search(const SearchRequest& request) const;
+  // `path`, if given, says which tiers answered.
+  Result<std::vector<SearchHit>> Search(const SearchRequest& request, SearchPath* path = nullptr) const;
   Result<FlushResult> Flush();
   CollectionStats Stats() const;
+  // Keys of the documents whose metadata `pred` accepts (a full scan: for batch delete by
+  // filter, not for queries).
+  std::vector<DocKey> FindKeys(const std::function<bool(const Metadata&)>& pred) const;
 
   class Impl;
 
@@ -90,6 +106,9 @@ class Database {
                                                     const std::string& name) const;
   Status DropCollection(const std::string& tenant, const std::string& name);
   std::vector<CollectionInfo> ListCollections(const std::string& tenant) const;
+  // Every tenant's collections (operators' metrics).
+  std::vector<CollectionInfo> ListAllCollections() const;
+  DatabaseStats Stats() const;
 
   // Checkpoint now: snapshot every collection (vectors, metadata, ids, HNSW graphs).
   Status Snapshot();

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -67,7 +68,15 @@ struct SearchRequest {
   bool include_embeddings = false;
   bool include_metadata = true;
   bool use_result_cache = true;  // false: always search (benchmarks)
+  // Optional metadata predicate: only documents it accepts are returned. Exact over the hot
+  // tier; over HNSW the search widens (k and ef grow) and filters the candidates, so a very
+  // selective filter can return fewer than k. Filtered searches bypass the result cache.
+  std::function<bool(const Metadata&)> filter;
 };
+
+// Which tiers answered a search.
+enum class SearchPath { kUnknown = 0, kCacheHit = 1, kHotTierOnly = 2, kColdTierOnly = 3, kHotAndCold = 4 };
+const char* SearchPathName(SearchPath p);  // "cache_hit", "hot_tier_only", "cold_tier_only", "hot_and_cold"
 
 struct SearchHit {
   DocKey key;
@@ -91,6 +100,14 @@ struct CollectionStats {
   uint64_t memory_bytes = 0;
   uint64_t search_cache_hits = 0;
   uint64_t search_cache_misses = 0;
+  // L1 cache of documents by id.
+  uint64_t cache_hits = 0;
+  uint64_t cache_misses = 0;
+  uint64_t cache_entries = 0;
+  uint64_t cache_bytes = 0;
+  uint64_t cache_trainings = 0;
+  uint64_t cache_training_failures = 0;
+  std::string cache_mode;  // "learned", "lru", or "lru_fallback..." (see docs/cache.md)
 };
 
 }  // namespace kyrodb

@@ -208,20 +208,25 @@ float Collection::Impl::Score(float d) const {
   return opt_.metric == Metric::kL2 ? -d : 1.0f - d;
 }
 
-Result<std::vector<SearchHit>> Collection::Impl::Search(const SearchRequest& req) const {
+Result<std::vector<SearchHit>> Collection::Impl::Search(const SearchRequest& req,
+                                                        SearchPath* path) const {
   KYRODB_RETURN_IF_ERROR(CheckLive());
   KYRODB_RETURN_IF_ERROR(CheckVector(req.query, "query_embedding"));
   if (req.k < 1 || req.k > kMaxK) return Status::InvalidArgument("k must be in 1..1000");
   if (req.ef > kMaxEf) return Status::InvalidArgument("ef_search must be at most 10000");
-  if (!req.use_result_cache) return SearchUncached(req);
+  if (!req.use_result_cache || req.filter) return SearchUncached(req, path);
   const uint64_t generation = generation_.load(std::memory_order_acquire);
-  if (auto cached = search_cache_.Lookup(req, generation)) return std::move(*cached);
-  auto result = SearchUncached(req);
+  if (auto cached = search_cache_.Lookup(req, generation)) {
+    if (path != nullptr) *path = SearchPath::kCacheHit;
+    return std::move(*cached);
+  }
+  auto result = SearchUncached(req, path);
   if (result.ok()) search_cache_.Insert(req, generation, *result);
   return result;
 }
 
-Result<std::vector<SearchHit>> Collection::Impl::SearchUncached(const SearchRequest& req) const {
+Result<std::vector<SearchHit>> Collection::Impl::SearchUncached(const SearchRequest& req,
+                                                                SearchPath* path) const {
   std::vector<float> q = req.query;
   if (opt_.metric == Metric::kCosine) index::NormalizeInPlace(q.data(), q.size());
   const size_t k = req.k;
@@ -234,10 +239,13 @@ Result<std::vector<SearchHit>> Collection::Impl::SearchUncached(const SearchRequ
   };
   std::vector<Cand> cands;
   size_t frozen_size = 0;
+  size_t hot_seen = 0;
   {
     // Exact scan of the hot tier (live, then frozen entries that live does not shadow).
     std::shared_lock<std::shared_mutex> l(mu_);
     auto consider = [&](uint64_t id, const std::shared_ptr<const StoredDoc>& d) {
+      ++hot_seen;
+      if (req.filter && !req.filter(d->metadata)) return;
       float dist = opt_.metric == Metric::kL2 ? distance::L2Sq(q.data(), d->embedding.data(), dim)
                                               : 1.0f - distance::Dot(q.data(), d->embedding.data(), dim);
       cands.push_back({dist, id, d});
@@ -255,14 +263,31 @@ Result<std::vector<SearchHit>> Collection::Impl::SearchUncached(const SearchRequ
   // The cold tier; during a flush some of its hits are frozen documents already scanned above,
   // so ask for a few more.
   std::vector<index::SearchHit> cold_hits;
-  const size_t cold_k = k + std::min(frozen_size, k);
-  KYRODB_RETURN_IF_ERROR(cold_->Search(q.data(), cold_k, req.ef, &cold_hits));
+  size_t cold_k = k + std::min(frozen_size, k);
+  uint32_t ef = req.ef;
+  if (req.filter) {
+    // Widen the walk so that enough candidates survive the filter.
+    cold_k = std::max<size_t>(cold_k * 10, 100);
+    ef = std::max<uint32_t>(ef == 0 ? opt_.ef_search : ef, static_cast<uint32_t>(cold_k));
+  }
+  const bool cold_empty = cold_->Size() == 0;
+  if (!cold_empty) KYRODB_RETURN_IF_ERROR(cold_->Search(q.data(), cold_k, ef, &cold_hits));
   {
     std::shared_lock<std::shared_mutex> l(mu_);
     for (const auto& h : cold_hits) {
       bool shadowed = live_.contains(h.label) || (frozen_ != nullptr && frozen_->contains(h.label));
-      if (!shadowed) cands.push_back({h.distance, h.label, nullptr});
+      if (shadowed) continue;
+      if (req.filter) {
+        auto it = cold_meta_.find(h.label);
+        if (it == cold_meta_.end() || !req.filter(it->second.metadata)) continue;
+      }
+      cands.push_back({h.distance, h.label, nullptr});
     }
+  }
+  if (path != nullptr) {
+    *path = hot_seen == 0 ? SearchPath::kColdTierOnly
+            : cold_empty  ? SearchPath::kHotTierOnly
+                          : SearchPath::kHotAndCold;
   }
   // Ids are unique here: live and frozen-not-shadowed entries are distinct, cold hits that a hot
   // version shadows were dropped, and the index returns each label once.
@@ -466,7 +491,40 @@ CollectionStats Collection::Impl::Stats() const {
   st.memory_bytes = st.hot_bytes + cold_->Stats().memory_bytes;
   st.search_cache_hits = search_cache_.hits();
   st.search_cache_misses = search_cache_.misses();
+  const cache::CacheStats cs = l1_->Stats();
+  st.cache_hits = cs.hits;
+  st.cache_misses = cs.misses;
+  st.cache_entries = cs.entries;
+  st.cache_bytes = cs.used_bytes + cs.model_bytes;
+  st.cache_trainings = cs.trainings;
+  st.cache_training_failures = cs.training_failures;
+  st.cache_mode = cache::CacheModeName(cs.mode);
   return st;
+}
+
+std::vector<DocKey> Collection::Impl::FindKeys(
+    const std::function<bool(const Metadata&)>& pred) const {
+  std::vector<DocKey> out;
+  auto add = [&](uint64_t id, const std::string& external, const Metadata& md) {
+    if (!pred(md)) return;
+    DocKey k = external.empty() ? DocKey::Numeric(id) : DocKey::String(external);
+    k.id = id;
+    out.push_back(std::move(k));
+  };
+  std::shared_lock<std::shared_mutex> l(mu_);
+  for (const auto& [id, e] : live_) {
+    if (e.doc != nullptr) add(id, e.doc->external, e.doc->metadata);
+  }
+  if (frozen_ != nullptr) {
+    for (const auto& [id, e] : *frozen_) {
+      if (e.doc != nullptr && !live_.contains(id)) add(id, e.doc->external, e.doc->metadata);
+    }
+  }
+  for (const auto& [id, m] : cold_meta_) {
+    if (live_.contains(id) || (frozen_ != nullptr && frozen_->contains(id))) continue;
+    add(id, m.external, m.metadata);
+  }
+  return out;
 }
 
 // ---- snapshot ----

@@ -60,10 +60,11 @@ class Collection::Impl {
   Status Delete(const DocKey& key);
   Status UpdateMetadata(const DocKey& key, const Metadata& metadata, bool merge);
   Result<GetResult> Get(const DocKey& key, bool include_embedding) const;
-  Result<std::vector<SearchHit>> Search(const SearchRequest& request) const;
-  Result<std::vector<SearchHit>> SearchUncached(const SearchRequest& request) const;
+  Result<std::vector<SearchHit>> Search(const SearchRequest& request, SearchPath* path) const;
+  Result<std::vector<SearchHit>> SearchUncached(const SearchRequest& request, SearchPath* path) const;
   Result<FlushResult> Flush();
   CollectionStats Stats() const;
+  std::vector<DocKey> FindKeys(const std::function<bool(const Metadata&)>& pred) const;
 
   // State machine side: apply a logged record (live or replayed). Idempotent.
   void Apply(const storage::WalRecord& r);

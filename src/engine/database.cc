@@ -69,6 +69,17 @@ bool SameOptions(const CollectionOptions& a, const CollectionOptions& b) {
 
 }  // namespace
 
+const char* SearchPathName(SearchPath p) {
+  switch (p) {
+    case SearchPath::kCacheHit: return "cache_hit";
+    case SearchPath::kHotTierOnly: return "hot_tier_only";
+    case SearchPath::kColdTierOnly: return "cold_tier_only";
+    case SearchPath::kHotAndCold: return "hot_and_cold";
+    case SearchPath::kUnknown: break;
+  }
+  return "unknown";
+}
+
 const char* TierName(Tier t) {
   switch (t) {
     case Tier::kCache: return "cache";
@@ -278,11 +289,12 @@ class Database::Impl final : public DatabaseWriter, public storage::StateMachine
     return lsn.status();
   }
 
-  std::vector<CollectionInfo> List(const std::string& tenant) const {
+  // Collections of `tenant`, or of every tenant when it is null.
+  std::vector<CollectionInfo> List(const std::string* tenant) const {
     std::vector<CollectionInfo> out;
     std::shared_lock<std::shared_mutex> l(mu_);
     for (const auto& [k, c] : collections_) {
-      if (k.first != tenant) continue;
+      if (tenant != nullptr && k.first != *tenant) continue;
       out.push_back({k.first, k.second, c->options(), c->Stats().documents});
     }
     std::sort(out.begin(), out.end(),
@@ -302,7 +314,21 @@ class Database::Impl final : public DatabaseWriter, public storage::StateMachine
     if (!lsn.ok()) return lsn.status();
     mutations_at_snapshot_.store(mutations_.load());
     last_snapshot_ms_ = NowMs();
+    snapshots_.fetch_add(1, std::memory_order_relaxed);
     return Status::Ok();
+  }
+
+  DatabaseStats Stats() const {
+    DatabaseStats st;
+    if (storage_ == nullptr) return st;
+    const storage::WalStats w = storage_->wal().Stats();
+    st.writable = storage_->writable();
+    st.wal_records = w.records;
+    st.wal_bytes = w.bytes;
+    st.wal_syncs = w.syncs;
+    st.wal_batches = w.batches;
+    st.snapshots = snapshots_.load(std::memory_order_relaxed);
+    return st;
   }
 
   Status FlushAll() {
@@ -368,6 +394,7 @@ class Database::Impl final : public DatabaseWriter, public storage::StateMachine
   mutable std::shared_mutex mu_;
   std::map<std::pair<std::string, std::string>, std::shared_ptr<Collection::Impl>> collections_;
   std::atomic<uint64_t> mutations_{0}, mutations_at_snapshot_{0};
+  std::atomic<uint64_t> snapshots_{0};
   std::atomic<int64_t> last_snapshot_ms_{0};
   std::atomic<int64_t> last_training_ms_{NowMs()};
   std::mutex bg_mu_;
@@ -401,11 +428,15 @@ Status Collection::UpdateMetadata(const DocKey& key, const Metadata& metadata, b
 Result<GetResult> Collection::Get(const DocKey& key, bool include_embedding) const {
   return impl_->Get(key, include_embedding);
 }
-Result<std::vector<SearchHit>> Collection::Search(const SearchRequest& request) const {
-  return impl_->Search(request);
+Result<std::vector<SearchHit>> Collection::Search(const SearchRequest& request,
+                                                  SearchPath* path) const {
+  return impl_->Search(request, path);
 }
 Result<FlushResult> Collection::Flush() { return impl_->Flush(); }
 CollectionStats Collection::Stats() const { return impl_->Stats(); }
+std::vector<DocKey> Collection::FindKeys(const std::function<bool(const Metadata&)>& pred) const {
+  return impl_->FindKeys(pred);
+}
 
 Database::Database(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Database::~Database() = default;
@@ -436,8 +467,10 @@ Status Database::DropCollection(const std::string& tenant, const std::string& na
   return impl_->Drop(tenant, name);
 }
 std::vector<CollectionInfo> Database::ListCollections(const std::string& tenant) const {
-  return impl_->List(tenant);
+  return impl_->List(&tenant);
 }
+std::vector<CollectionInfo> Database::ListAllCollections() const { return impl_->List(nullptr); }
+DatabaseStats Database::Stats() const { return impl_->Stats(); }
 Status Database::Snapshot() { return impl_->Snapshot(); }
 Status Database::FlushAll() { return impl_->FlushAll(); }
 void Database::RunBackgroundOnce() { impl_->RunBackgroundOnce(); }

@@ -8,6 +8,7 @@
 // calls fail with NOT_READY.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -35,9 +36,6 @@ inline constexpr uint32_t kMaxK = 1000;
 inline constexpr uint32_t kMaxEfSearch = 10000;
 inline constexpr size_t kMaxDimension = 4096;
 inline constexpr const char* kDefaultCollection = "default";
-
-enum class SearchPath { kUnknown = 0, kCacheHit = 1, kHotTierOnly = 2, kColdTierOnly = 3, kHotAndCold = 4 };
-const char* SearchPathName(SearchPath p);  // "cache_hit", "hot_tier_only", ...
 
 struct SearchReply {
   std::vector<SearchHit> hits;
@@ -77,14 +75,26 @@ struct EngineTotals {
   uint64_t memory_bytes = 0;
   uint64_t disk_bytes = 0;
   uint64_t cache_hits = 0, cache_misses = 0;
-  uint64_t hot_hits = 0, cold_hits = 0;  // lookups by id served by each tier
+  uint64_t cache_entries = 0, cache_bytes = 0;
+  uint64_t cache_trainings = 0, cache_training_failures = 0;
+  uint64_t collections_in_fallback = 0;  // L1 caches running plain LRU as a fallback
+  // Lookups by id through Service: answered by each tier, or not found.
+  uint64_t served_cache = 0, served_hot = 0, served_cold = 0, query_misses = 0;
+  uint64_t inserts = 0;  // documents written through Service
   uint64_t search_cache_hits = 0, search_cache_misses = 0;
+  DatabaseStats database;
 };
 
 class Service {
  public:
+  // A service that is not ready yet: health, readiness and metrics answer; data calls fail
+  // with NOT_READY until Recover() succeeded. main() starts the servers in between, so /ready
+  // says 503 during recovery.
+  static std::unique_ptr<Service> Create(const ServerConfig& config);
   // Opens the database (recovery), creates the `default` collection from config.hnsw if it does
-  // not exist. Fails with the recovery error (strict mode) or a config error.
+  // not exist, then becomes ready. Fails with the recovery error (strict mode).
+  Status Recover();
+  // Create + Recover (tests).
   static Result<std::unique_ptr<Service>> Open(const ServerConfig& config);
   ~Service();
 
@@ -149,7 +159,12 @@ class Service {
   std::unique_ptr<Database> db_;
   RequestMetrics metrics_;
   std::atomic<bool> ready_{false};
-  uint64_t started_at_ms_ = 0;
+  bool closed_ = false;
+  int64_t started_at_ms_ = 0;
+  // Lookups by id, by the tier that answered (Tier values).
+  std::array<std::atomic<uint64_t>, 3> served_from_{};
+  std::atomic<uint64_t> query_misses_{0};
+  std::atomic<uint64_t> inserts_{0};
 };
 
 }  // namespace kyrodb::server
