@@ -80,7 +80,7 @@ void HandleBulkInsert(HandlerContext& hc, HttpRequest& req, HttpResponse& resp) 
   }
   // A request where every document failed for the same collection-level reason (unknown
   // collection, not ready) is that error, not a batch of per-document failures.
-  if (reply.inserted == 0 && r.errors.empty() && !reply.errors.empty()) {
+  if (reply.inserted == 0 && !reply.errors.empty() && reply.errors.size() == keys.size()) {
     const ErrorCode code = reply.errors.front().second.code;
     if (code == ErrorCode::kCollectionNotFound || code == ErrorCode::kNotReady ||
         code == ErrorCode::kPermissionDenied || code == ErrorCode::kInvalidCollection) {

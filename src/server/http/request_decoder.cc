@@ -30,6 +30,32 @@ bool IsTypeError(error_code e) {
   return e == simdjson::INCORRECT_TYPE || e == simdjson::NUMBER_OUT_OF_RANGE;
 }
 
+// The JSON number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+bool IsJsonNumber(std::string_view s) {
+  size_t i = 0;
+  auto digits = [&] {
+    const size_t start = i;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+    return i > start;
+  };
+  if (i < s.size() && s[i] == '-') ++i;
+  if (i < s.size() && s[i] == '0') {
+    ++i;
+  } else if (!digits()) {
+    return false;
+  }
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    if (!digits()) return false;
+  }
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+    if (!digits()) return false;
+  }
+  return i == s.size();
+}
+
 ApiError SyntaxError(error_code e, std::string_view field) {
   return Err(ErrorCode::kInvalidJson, "request body is not valid JSON in field " + Quoted(field) +
                                           ": " + simdjson::error_message(e));
@@ -154,32 +180,6 @@ ApiStatus ReadCollection(sj::value v, std::string_view* out) {
   return ReadStringView(v, "collection", out);
 }
 
-// The JSON number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
-bool IsJsonNumber(std::string_view s) {
-  size_t i = 0;
-  auto digits = [&] {
-    const size_t start = i;
-    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
-    return i > start;
-  };
-  if (i < s.size() && s[i] == '-') ++i;
-  if (i < s.size() && s[i] == '0') {
-    ++i;
-  } else if (!digits()) {
-    return false;
-  }
-  if (i < s.size() && s[i] == '.') {
-    ++i;
-    if (!digits()) return false;
-  }
-  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-    ++i;
-    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
-    if (!digits()) return false;
-  }
-  return i == s.size();
-}
-
 std::string Indexed(std::string_view field, size_t i) {
   std::string s(field);
   s.push_back('[');
@@ -251,8 +251,14 @@ ApiStatus JsonBody::Parse(std::string* body, bool empty_is_object) {
                std::string("request body is not valid JSON: ") + simdjson::error_message(e));
   }
   if (auto e = doc_.get_object().get(object_)) {
-    if (e == simdjson::INCORRECT_TYPE) {
-      return Err(ErrorCode::kInvalidArgument, "request body must be a JSON object");
+    // A well-formed JSON value of another type is the wrong argument; anything else bad JSON.
+    std::string_view tok;
+    if (e == simdjson::INCORRECT_TYPE && doc_.raw_json_token().get(tok) == simdjson::SUCCESS) {
+      tok = Trim(tok);
+      if (!tok.empty() && (tok[0] == '[' || tok[0] == '"' || tok == "true" || tok == "false" ||
+                           tok == "null" || IsJsonNumber(tok))) {
+        return Err(ErrorCode::kInvalidArgument, "request body must be a JSON object");
+      }
     }
     return Err(ErrorCode::kInvalidJson,
                std::string("request body is not valid JSON: ") + simdjson::error_message(e));
