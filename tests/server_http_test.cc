@@ -10,6 +10,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
@@ -25,6 +26,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "server/common/service.h"
@@ -1059,6 +1061,49 @@ TEST_F(HttpServerTest, StopClosesIdleConnectionsWithoutWaitingForTheDrainPeriod)
   beast::error_code ec;
   s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), http_->port()), ec);
   EXPECT_TRUE(ec);
+}
+
+TEST_F(HttpServerTest, StopUnderLoadLosesNoAcknowledgedWrite) {
+  constexpr int kClients = 4;
+  std::atomic<int> acked_total{0};
+  std::vector<std::vector<uint64_t>> acked(kClients);
+  std::vector<std::thread> clients;
+  for (int t = 0; t < kClients; ++t) {
+    clients.emplace_back([&, t] {
+      net::io_context ioc;
+      tcp::socket sock(ioc);
+      beast::error_code ec;
+      sock.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), http_->port()), ec);
+      if (ec) return;
+      beast::flat_buffer buf;
+      for (uint64_t i = 1;; ++i) {
+        const uint64_t id = static_cast<uint64_t>(t) * 1000000 + i;
+        bhttp::request<bhttp::string_body> req{bhttp::verb::post, "/v1/insert", 11};
+        req.set(bhttp::field::host, "x");
+        req.body() = "{\"doc_id\": " + std::to_string(id) + ", \"embedding\": [1, 2, 3, 4]}";
+        req.prepare_payload();
+        bhttp::write(sock, req, ec);
+        if (ec) return;
+        bhttp::response<bhttp::string_body> res;
+        bhttp::read(sock, buf, res, ec);
+        if (ec) return;  // closed by the shutdown: this insert was never acknowledged
+        if (res.result_int() != 200) return;
+        acked[t].push_back(id);
+        acked_total.fetch_add(1);
+        if (!res.keep_alive()) return;  // the server said this was the last reply
+      }
+    });
+  }
+  while (acked_total.load() < 200) std::this_thread::yield();
+  http_->Stop(std::chrono::seconds(10));
+  for (auto& c : clients) c.join();
+  RequestContext ctx;
+  for (int t = 0; t < kClients; ++t) {
+    for (uint64_t id : acked[t]) {
+      ASSERT_TRUE(service_->Query(ctx, "", DocKey::Numeric(id), false).ok()) << id;
+    }
+  }
+  EXPECT_GE(acked_total.load(), 200);
 }
 
 TEST_F(HttpServerTest, SecondServerOnATakenPortFailsClearly) {
