@@ -579,7 +579,9 @@ TEST_F(HttpServerTest, HealthReadyMetricsAndSlo) {
 
 TEST_F(HttpServerTest, ReadyIs503UntilRecoveryFinishes) {
   StopServer();
-  std::unique_ptr<Service> service = Service::Create(Config());
+  auto created = Service::Create(Config());
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  std::unique_ptr<Service> service = std::move(created).value();
   auto h = HttpServer::Start(*service);
   ASSERT_TRUE(h.ok()) << h.status().ToString();
   Client c((*h)->port());
