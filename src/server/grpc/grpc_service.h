@@ -1,0 +1,74 @@
+// GrpcService: the kyrodb.v1.KyroDBService RPCs (callback API) over Service. Each handler
+// decodes its request (grpc_convert.h), calls Service, encodes the reply, records the call in
+// service.metrics() (Transport::kGrpc) and finishes with grpc::Status(GrpcCode(error)).
+//
+// Unary RPCs run on gRPC's callback threads; single Inserts are coalesced by an InsertBatcher
+// into Service::BulkInsert calls. Streams (grpc_streams.cc) handle one message at a time: a
+// stream never has more than one read or write outstanding (back-pressure through HTTP/2 flow
+// control). Thread-safety: gRPC calls the handlers concurrently; the class holds no mutable state
+// besides the batcher.
+#pragma once
+
+#include "kyrodb/v1/kyrodb.grpc.pb.h"
+#include "server/common/service.h"
+#include "server/grpc/insert_batcher.h"
+
+namespace kyrodb::server {
+
+class GrpcService final : public ::kyrodb::v1::KyroDBService::CallbackService {
+ public:
+  // (Inside this class `Service` is the generated base; ours is server::Service.)
+  explicit GrpcService(server::Service& service);
+
+  using Ctx = ::grpc::CallbackServerContext;
+  using Unary = ::grpc::ServerUnaryReactor;
+  using InsertReader = ::grpc::ServerReadReactor<::kyrodb::v1::InsertRequest>;
+
+  Unary* Insert(Ctx* ctx, const v1::InsertRequest* req, v1::InsertResponse* resp) override;
+  InsertReader* BulkInsert(Ctx* ctx, v1::InsertResponse* resp) override;
+  InsertReader* BulkLoadHnsw(Ctx* ctx, v1::BulkLoadResponse* resp) override;
+  Unary* Delete(Ctx* ctx, const v1::DeleteRequest* req, v1::DeleteResponse* resp) override;
+  Unary* UpdateMetadata(Ctx* ctx, const v1::UpdateMetadataRequest* req,
+                        v1::UpdateMetadataResponse* resp) override;
+  Unary* Query(Ctx* ctx, const v1::QueryRequest* req, v1::QueryResponse* resp) override;
+  Unary* Search(Ctx* ctx, const v1::SearchRequest* req, v1::SearchResponse* resp) override;
+  ::grpc::ServerBidiReactor<v1::SearchRequest, v1::SearchResponse>* BulkSearch(Ctx* ctx) override;
+  Unary* BulkQuery(Ctx* ctx, const v1::BulkQueryRequest* req, v1::BulkQueryResponse* resp) override;
+  Unary* BatchDelete(Ctx* ctx, const v1::BatchDeleteRequest* req,
+                     v1::BatchDeleteResponse* resp) override;
+  Unary* Health(Ctx* ctx, const v1::HealthRequest* req, v1::HealthResponse* resp) override;
+  Unary* Metrics(Ctx* ctx, const v1::MetricsRequest* req, v1::MetricsResponse* resp) override;
+  Unary* FlushHotTier(Ctx* ctx, const v1::FlushRequest* req, v1::FlushResponse* resp) override;
+  Unary* CreateSnapshot(Ctx* ctx, const v1::SnapshotRequest* req,
+                        v1::SnapshotResponse* resp) override;
+  Unary* GetConfig(Ctx* ctx, const v1::ConfigRequest* req, v1::ConfigResponse* resp) override;
+
+ private:
+  server::Service& service_;
+  InsertBatcher batcher_;
+};
+
+// Who is calling (issue #6 fills it from the x-api-key / authorization metadata).
+RequestContext ContextOf(const ::grpc::CallbackServerContext& ctx);
+
+// Times one call and records it in service.metrics() under Transport::kGrpc.
+class CallTimer {
+ public:
+  CallTimer(Service& service, Endpoint endpoint);
+  void Record(bool error) const;
+
+ private:
+  Service* service_;
+  Endpoint endpoint_;
+  int64_t start_ns_;
+};
+
+// The stream reactors (grpc_streams.cc). Each deletes itself when the call is done.
+GrpcService::InsertReader* NewBulkInsertReactor(Service& service, RequestContext ctx,
+                                                v1::InsertResponse* resp);
+GrpcService::InsertReader* NewBulkLoadReactor(Service& service, RequestContext ctx,
+                                              v1::BulkLoadResponse* resp);
+::grpc::ServerBidiReactor<v1::SearchRequest, v1::SearchResponse>* NewBulkSearchReactor(
+    Service& service, RequestContext ctx);
+
+}  // namespace kyrodb::server

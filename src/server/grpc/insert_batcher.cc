@@ -1,0 +1,71 @@
+#include "server/grpc/insert_batcher.h"
+
+#include <utility>
+
+namespace kyrodb::server {
+
+void InsertBatcher::Submit(RequestContext ctx, std::string collection, Document doc, Done done) {
+  std::vector<Item> batch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back({std::move(ctx), std::move(collection), std::move(doc), std::move(done)});
+    if (leader_active_) return;  // the leader will take it
+    leader_active_ = true;
+  }
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (queue_.empty()) {
+        leader_active_ = false;
+        return;
+      }
+      if (queue_.size() <= max_batch_) {
+        batch.swap(queue_);
+      } else {
+        auto end = queue_.begin() + static_cast<std::ptrdiff_t>(max_batch_);
+        batch.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(end));
+        queue_.erase(queue_.begin(), end);
+      }
+    }
+    RunBatch(batch);
+    batch.clear();
+  }
+}
+
+void InsertBatcher::RunBatch(std::vector<Item>& batch) {
+  std::vector<bool> taken(batch.size(), false);
+  std::vector<size_t> group;  // indices into batch of one (tenant, collection)
+  std::vector<Document> docs;
+  for (size_t first = 0; first < batch.size(); ++first) {
+    if (taken[first]) continue;
+    group.clear();
+    docs.clear();
+    for (size_t i = first; i < batch.size(); ++i) {
+      if (taken[i] || batch[i].collection != batch[first].collection ||
+          batch[i].ctx.tenant != batch[first].ctx.tenant) {
+        continue;
+      }
+      taken[i] = true;
+      group.push_back(i);
+      docs.push_back(std::move(batch[i].doc));
+    }
+    BulkInsertReply reply = service_.BulkInsert(batch[first].ctx, batch[first].collection,
+                                                std::move(docs));
+    std::vector<ApiStatus> results(group.size());
+    for (auto& [index, error] : reply.errors) {
+      if (index < results.size()) results[index] = std::move(error);
+    }
+    // Every refused document carries its error; a count that does not add up means the call
+    // failed in a way the reply cannot attribute, so nobody gets a false acknowledgement.
+    const bool consistent = reply.inserted + reply.errors.size() == group.size();
+    for (size_t j = 0; j < group.size(); ++j) {
+      if (!results[j] && !consistent) {
+        results[j] = ApiError{ErrorCode::kInternal, "insert failed (batch of " +
+                                                        std::to_string(group.size()) + ")"};
+      }
+      batch[group[j]].done(results[j]);
+    }
+  }
+}
+
+}  // namespace kyrodb::server
