@@ -20,7 +20,7 @@ CLI::App* AddLoadCommand(CLI::App* app, LoadBenchConfig* c) {
       ->check(CLI::IsMember({"insert", "search", "query", "mixed"}));
   cmd->add_option("--concurrency", c->concurrency, "Concurrent clients (connections), one request in flight each")
       ->check(CLI::Range(1, 100000));
-  cmd->add_option("--client-threads", c->client_threads, "HTTP: io threads driving the connections")
+  cmd->add_option("--client-threads", c->client_threads, "Threads driving the clients (HTTP io_contexts, gRPC completion queues)")
       ->check(CLI::Range(1, 64));
   cmd->add_option("--duration", c->duration_s, "Measured seconds")->check(CLI::PositiveNumber);
   cmd->add_option("--warmup", c->warmup_s, "Seconds of load before the measurement")->check(CLI::NonNegativeNumber);
@@ -64,7 +64,7 @@ JsonLine LoadLine(const char* protocol, const LoadSpec& spec, const LoadResult& 
     j.Add("mix", fmt::format("{}% search / {}% insert", kMixedSearchPercent, 100 - kMixedSearchPercent));
   }
   j.Add("concurrency", static_cast<uint64_t>(spec.concurrency));
-  if (std::string_view(protocol) == "http") j.Add("client_threads", static_cast<uint64_t>(spec.client_threads));
+  j.Add("client_threads", static_cast<uint64_t>(spec.client_threads));
   j.Add("dim", static_cast<uint64_t>(spec.vectors->dim));
   if (spec.op == LoadOp::kSearch || spec.op == LoadOp::kMixed) {
     j.Add("k", static_cast<uint64_t>(spec.k)).Add("ef", static_cast<uint64_t>(spec.ef))

@@ -2,7 +2,8 @@
 // flight, for a warm-up and then a measured window. Two implementations of one contract:
 //   RunHttpLoad: keep-alive HTTP/1.1 connections (Boost.Beast) driven asynchronously by
 //                `client_threads` io_context threads, requests pre-serialized;
-//   RunGrpcLoad: one channel (own TCP connection) per client, callback stub, messages pre-built.
+//   RunGrpcLoad: one channel (own TCP connection) per client, asynchronous stub whose
+//                completion queues are polled by `client_threads` threads, messages pre-built.
 // Both are used by `kyrodb_bench load` and `kyrodb_bench server`.
 //
 // What one request is, per op:
@@ -41,7 +42,7 @@ struct LoadSpec {
   std::string target;  // HTTP: "http://host:port" (or "host:port"); gRPC: "host:port"
   LoadOp op = LoadOp::kSearch;
   size_t concurrency = 64;
-  size_t client_threads = 1;  // HTTP io threads; gRPC runs its callbacks on its own threads
+  size_t client_threads = 1;  // threads driving the clients (HTTP io_contexts, gRPC queues)
   double warmup_s = 1;
   double duration_s = 10;
   std::string collection;  // "" = the server's default collection

@@ -304,7 +304,7 @@ CLI::App* AddServerCommand(CLI::App* app, ServerBenchConfig* c) {
   cmd->add_option("--warmup", c->warmup_s, "Warm-up seconds per run")->check(CLI::NonNegativeNumber);
   cmd->add_option("--k", c->k, "Neighbours")->check(CLI::Range(1, 1000));
   cmd->add_option("--ef", c->ef, "ef_search")->check(CLI::Range(1, 10000));
-  cmd->add_option("--client-threads", c->client_threads, "HTTP load generator io threads")->check(CLI::Range(1, 64));
+  cmd->add_option("--client-threads", c->client_threads, "Load generator threads (HTTP io_contexts, gRPC completion queues)")->check(CLI::Range(1, 64));
   cmd->add_option("--server-threads", c->server_threads,
                   "server.http_threads, server.grpc_threads and in-process search threads")
       ->check(CLI::Range(1, 256));
