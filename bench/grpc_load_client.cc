@@ -114,9 +114,8 @@ class Client {
         not_found = !query_reply_.found();
         break;
     }
-    if (status_.error_code() == grpc::StatusCode::NOT_FOUND && kind_ == RequestKind::kQuery) {
-      run_.Record(tally_, kind_, t0_, Outcome::kNotFound);
-    } else if (!status_.ok()) {
+    // An absent document is found=false with status OK; NOT_FOUND is an unknown collection.
+    if (!status_.ok()) {
       run_.Record(tally_, kind_, t0_, Outcome::kError, StatusText(status_));
     } else if (!app_error.empty()) {
       run_.Record(tally_, kind_, t0_, Outcome::kError, app_error);

@@ -176,15 +176,19 @@ class Connection {
     const auto& response = parser_->get();
     const unsigned status = response.result_int();
     Outcome outcome = Outcome::kOk;
+    // An absent document: 404 DOCUMENT_NOT_FOUND or {"found":false} (an unknown collection is
+    // a 404 too, and an error).
+    const std::string& body = response.body();
     if (kind_ == RequestKind::kQuery &&
-        (status == 404 || (status == 200 && response.body().find("\"found\":false") != std::string::npos))) {
+        ((status == 404 && body.find("DOCUMENT_NOT_FOUND") != std::string::npos) ||
+         (status == 200 && body.find("\"found\":false") != std::string::npos))) {
       outcome = Outcome::kNotFound;
     } else if (status / 100 != 2) {
       outcome = Outcome::kError;
     }
     if (outcome == Outcome::kError) {
       run_.Record(tally_, kind_, t0_, outcome,
-                  fmt::format("HTTP {}: {}", status, response.body().substr(0, kErrorBodyChars)));
+                  fmt::format("HTTP {}: {}", status, body.substr(0, kErrorBodyChars)));
     } else {
       run_.Record(tally_, kind_, t0_, outcome);
     }

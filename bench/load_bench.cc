@@ -110,7 +110,7 @@ int RunLoadBench(const LoadBenchConfig& c) {
   spec.seed = c.seed;
   spec.vectors = &vectors;
   const char* protocol = c.http.empty() ? "grpc" : "http";
-  std::fprintf(stderr, "[load] %s %s: %zu clients, %.0f s warm-up + %.0f s\n", protocol, c.op.c_str(),
+  std::fprintf(stderr, "[load] %s %s: %zu clients, %g s warm-up + %g s\n", protocol, c.op.c_str(),
                c.concurrency, c.warmup_s, c.duration_s);
   auto result = c.http.empty() ? RunGrpcLoad(spec) : RunHttpLoad(spec);
   if (!result.ok()) {
