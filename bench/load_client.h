@@ -79,4 +79,8 @@ Result<LoadResult> RunGrpcLoad(const LoadSpec& spec);
 // This process's user+system CPU seconds so far (getrusage).
 double ProcessCpuSeconds();
 
+// CPU seconds all cores of the machine have spent busy (not idle or waiting for I/O) so far,
+// from /proc/stat; with the client's and the server's CPU it shows what other processes took.
+double MachineBusyCpuSeconds();
+
 }  // namespace kyrodb::bench

@@ -1,6 +1,9 @@
 #include "load_run.h"
 
 #include <sys/resource.h>
+#include <unistd.h>
+
+#include <fstream>
 
 #include <thread>
 
@@ -33,6 +36,16 @@ double ProcessCpuSeconds() {
   getrusage(RUSAGE_SELF, &u);
   auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec * 1e-6; };
   return s(u.ru_utime) + s(u.ru_stime);
+}
+
+double MachineBusyCpuSeconds() {
+  std::ifstream stat("/proc/stat");
+  std::string cpu;
+  stat >> cpu;  // "cpu": the sum over all cores
+  unsigned long long v[7] = {};  // user nice system idle iowait irq softirq
+  for (auto& x : v) stat >> x;
+  const unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6];
+  return static_cast<double>(busy) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 LoadRun::LoadRun(const LoadSpec& spec)

@@ -150,12 +150,15 @@ struct InProcessResult {
   uint64_t searches = 0;
   std::vector<double> latency_us;
   double cpu_s = 0;
+  double server_cpu_s = 0;   // the idle server meanwhile
+  double machine_busy_s = 0;
 };
 
 // The reference: the engine in this process on the same vectors (same collection options as
 // the server's default collection), one flush, then `threads` threads searching for warm-up +
 // window through the same query cycle, the result cache bypassed.
-Result<InProcessResult> InProcessSearch(const ServerBenchConfig& c, const ClusteredData& data, const std::string& dir) {
+Result<InProcessResult> InProcessSearch(const ServerBenchConfig& c, const ClusteredData& data, const std::string& dir,
+                                        const ServerProcess& server) {
   DatabaseOptions o;
   o.data_dir = dir;
   o.fsync_policy = FsyncPolicy::kNever;
@@ -204,9 +207,11 @@ Result<InProcessResult> InProcessSearch(const ServerBenchConfig& c, const Cluste
     });
   }
   std::this_thread::sleep_until(begin);
-  const double cpu0 = ProcessCpuSeconds();
+  const double cpu0 = ProcessCpuSeconds(), server0 = server.CpuSeconds(), busy0 = MachineBusyCpuSeconds();
   std::this_thread::sleep_until(end);
   r.cpu_s = ProcessCpuSeconds() - cpu0;
+  r.server_cpu_s = server.CpuSeconds() - server0;
+  r.machine_busy_s = MachineBusyCpuSeconds() - busy0;
   stop.store(true);
   for (auto& t : pool) t.join();
   if (failed.load()) return Status::Internal("in-process search failed");
@@ -251,9 +256,15 @@ struct LoadRunner {
     spec.first_insert_id = first_insert_id;
     spec.seed = c.seed;
     spec.vectors = &vectors;
-    double cpu0 = 0, cpu1 = 0;
-    spec.on_window_begin = [&] { cpu0 = server->CpuSeconds(); };
-    spec.on_window_end = [&] { cpu1 = server->CpuSeconds(); };
+    double cpu0 = 0, cpu1 = 0, busy0 = 0, busy1 = 0;
+    spec.on_window_begin = [&] {
+      cpu0 = server->CpuSeconds();
+      busy0 = MachineBusyCpuSeconds();
+    };
+    spec.on_window_end = [&] {
+      cpu1 = server->CpuSeconds();
+      busy1 = MachineBusyCpuSeconds();
+    };
     // Whole-run deltas (warm-up and drain included) of the server's own counters.
     MetricDelta::Watched watched;
     if (op == LoadOp::kSearch) {
@@ -282,7 +293,9 @@ struct LoadRunner {
     j.Add("server_threads", static_cast<uint64_t>(c.server_threads))
         .Add("server_cpu_s", server_cpu)
         .Add("server_cpu_us_per_request", r->requests ? server_cpu * 1e6 / r->requests : 0.0)
-        .Add("cores", static_cast<uint64_t>(std::thread::hardware_concurrency()));
+        .Add("cores", static_cast<uint64_t>(std::thread::hardware_concurrency()))
+        .Add("machine_busy_cpu_s", busy1 - busy0)
+        .Add("other_processes_cpu_s", busy1 - busy0 - server_cpu - r->client_cpu_s);
     delta.AddTo(j);
     j.Add("note", note);
     Emit(j);
@@ -419,7 +432,7 @@ int RunServerBench(const ServerBenchConfig& c) {
            .Add("flush_reply", flushed->body));
 
   std::fprintf(stderr, "[server] in-process reference: building the same collection\n");
-  auto inproc = InProcessSearch(c, *data, scratch.path + "/inprocess");
+  auto inproc = InProcessSearch(c, *data, scratch.path + "/inprocess", *search_server);
   {
     std::error_code ec;
     fs::remove_all(scratch.path + "/inprocess", ec);
@@ -441,6 +454,9 @@ int RunServerBench(const ServerBenchConfig& c) {
            .Add("p99_us", Percentile(inproc->latency_us, 99))
            .Add("cpu_s", inproc->cpu_s)
            .Add("cpu_us_per_search", inproc->searches ? inproc->cpu_s * 1e6 / inproc->searches : 0.0)
+           .Add("idle_server_cpu_s", inproc->server_cpu_s)
+           .Add("machine_busy_cpu_s", inproc->machine_busy_s)
+           .Add("other_processes_cpu_s", inproc->machine_busy_s - inproc->cpu_s - inproc->server_cpu_s)
            .Add("build_s", inproc->build_s)
            .Add("note", "kyrodb::Database in this process, same vectors, one flush, use_result_cache=false"));
 
