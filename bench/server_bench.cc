@@ -38,6 +38,9 @@ constexpr size_t kQueryPoolFactor = 10;
 constexpr size_t kInsertPool = 1000;
 constexpr double kSearchBar = 0.70;
 constexpr double kInsertBar = 10000;
+// The search ratios compare windows measured one after another: they mean something only if
+// other processes took less than this share of the machine in each of them.
+constexpr double kQuietShare = 0.10;
 constexpr std::chrono::seconds kReadyTimeout{300};
 constexpr std::chrono::seconds kStopTimeout{60};
 constexpr std::chrono::seconds kFlushTimeout{3600};
@@ -238,6 +241,7 @@ struct LoadRunner {
   HttpEndpoint http;
   std::string grpc_target;
   bool errors = false;
+  double max_other_share = 0;  // over the search windows: other processes' CPU / machine capacity
 
   std::optional<double> Run(bool over_http, LoadOp op, const FloatMatrix& vectors, uint64_t first_insert_id,
                             const std::string& note, uint64_t* next_insert_id = nullptr) {
@@ -287,6 +291,9 @@ struct LoadRunner {
       return std::nullopt;
     }
     errors |= r->errors_total > 0;
+    const double other_share = (busy1 - busy0 - (cpu1 - cpu0) - r->client_cpu_s) /
+                               (r->seconds * std::max(1u, std::thread::hardware_concurrency()));
+    if (op == LoadOp::kSearch) max_other_share = std::max(max_other_share, other_share);
     if (next_insert_id) *next_insert_id = r->next_insert_id;
     const double server_cpu = cpu1 - cpu0;
     JsonLine j = LoadLine(protocol, spec, *r);
@@ -442,6 +449,8 @@ int RunServerBench(const ServerBenchConfig& c) {
     return 1;
   }
   const double inproc_qps = inproc->searches / inproc->seconds;
+  runner.max_other_share = (inproc->machine_busy_s - inproc->cpu_s - inproc->server_cpu_s) /
+                           (inproc->seconds * std::max(1u, std::thread::hardware_concurrency()));
   Emit(JsonLine()
            .Add("bench", "server_inprocess_search")
            .Add("threads", static_cast<uint64_t>(c.server_threads))
@@ -511,9 +520,12 @@ int RunServerBench(const ServerBenchConfig& c) {
            .Add("insert_bar_per_s", kInsertBar)
            .Add("http_insert_meets_bar", http_insert.value_or(0) >= kInsertBar)
            .Add("grpc_insert_meets_bar", grpc_insert.value_or(0) >= kInsertBar)
+           .Add("max_other_processes_cpu_share", runner.max_other_share)
+           .Add("search_ratios_trustworthy", runner.max_other_share < kQuietShare)
            .Add("request_errors", runner.errors)
            .Add("servers_exited_0", clean_exits)
-           .Add("note", "client and servers share this machine's cores; see each line's client_cpu_s and server_cpu_s"));
+           .Add("note", "client and servers share this machine's cores; see each line's client_cpu_s, server_cpu_s "
+                "and other_processes_cpu_s; max_other_processes_cpu_share is over the 3 search windows"));
   return runner.errors || !clean_exits ? 1 : 0;
 }
 
