@@ -15,11 +15,10 @@ build: deps
 test: build
 	ctest --preset release -j $(JOBS)
 
-# The server arrives with issue #5; until then `make run` says so and runs the ANN demo.
+# Starts the server in the foreground on config/default.yaml (HTTP 127.0.0.1:51051, gRPC
+# 127.0.0.1:50051, data in ./data). Ctrl-C stops it cleanly.
 run: build
-	@echo "make run: kyrodb_server is not built yet (issue #5)."
-	@echo "make run: running the cold-tier demo instead: kyrodb_bench ann on 20,000 x 64 clustered vectors."
-	$(BUILD_DIR)/bin/kyrodb_bench ann --dataset clustered --n 20000 --dim 64 --queries 200 --metric l2 --engines kyrodb
+	$(BUILD_DIR)/bin/kyrodb_server --config config/default.yaml
 
 bench: build
 	$(BUILD_DIR)/bin/kyrodb_bench ann --dataset clustered --n 100000 --dim 128 --metric l2 --queries 1000 --seed 1

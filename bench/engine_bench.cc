@@ -28,7 +28,8 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
 
 void Emit(const JsonLine& j) { std::printf("%s\n", j.str().c_str()); std::fflush(stdout); }
 
-// p50/p99 in ns of `fn` called once per element of ids.
+// p50/p99 in ns of `fn` called once per element of ids, each call timed on its own: every
+// sample includes one clock read (20-30 ns on a VM's kvm-clock).
 template <typename Fn>
 JsonLine Latency(const char* what, const std::vector<uint64_t>& ids, Fn&& fn) {
   std::vector<double> ns;
@@ -40,7 +41,27 @@ JsonLine Latency(const char* what, const std::vector<uint64_t>& ids, Fn&& fn) {
   }
   JsonLine j;
   j.Add("bench", "engine_get").Add("tier", what).Add("calls", static_cast<uint64_t>(ids.size()))
-      .Add("p50_ns", Percentile(ns, 50)).Add("p99_ns", Percentile(ns, 99));
+      .Add("timing", "per_call").Add("p50_ns", Percentile(ns, 50)).Add("p99_ns", Percentile(ns, 99));
+  return j;
+}
+
+// The same calls timed in consecutive batches of kBatch (one clock pair per batch, so the clock
+// costs 1/kBatch of a read per call): p50/p99 over batches of the batch's time / kBatch.
+constexpr size_t kBatch = 16;
+template <typename Fn>
+JsonLine BatchLatency(const char* what, const std::vector<uint64_t>& ids, Fn&& fn) {
+  std::vector<double> ns;
+  ns.reserve(ids.size() / kBatch);
+  for (size_t i = 0; i + kBatch <= ids.size(); i += kBatch) {
+    auto t0 = Clock::now();
+    for (size_t j = i; j < i + kBatch; ++j) fn(ids[j]);
+    ns.push_back(std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / kBatch);
+  }
+  JsonLine j;
+  j.Add("bench", "engine_get").Add("tier", what)
+      .Add("calls", static_cast<uint64_t>(ns.size() * kBatch))
+      .Add("timing", "per_call_in_batches_of_16").Add("p50_ns", Percentile(ns, 50))
+      .Add("p99_ns", Percentile(ns, 99));
   return j;
 }
 
@@ -192,13 +213,17 @@ int RunEngineBench(const EngineBenchConfig& c) {
     for (size_t i = 0; i < c.lookups; ++i) l1_ids.push_back(hot_ids[rng() % std::min<size_t>(hot_ids.size(), 2000)]);
     served[0] = 0;
     Emit(Latency("cache", l1_ids, get).Add("served_from_cache", static_cast<uint64_t>(served[0])));
-    // The same L1 lookups timed as one batch: no clock read per call.
+    // The same L1 lookups, every one still a full Get returning the document's metadata, timed
+    // in batches of 16 (p50 per call without the clock read in it) ...
+    served[0] = 0;
+    Emit(BatchLatency("cache", l1_ids, get).Add("served_from_cache", static_cast<uint64_t>(served[0])));
+    // ... and as one batch: the mean, no clock read per call.
     served[0] = 0;
     t0 = Clock::now();
     for (uint64_t id : l1_ids) get(id);
     t1 = Clock::now();
     Emit(JsonLine().Add("bench", "engine_get_batched").Add("tier", "cache")
-             .Add("calls", static_cast<uint64_t>(l1_ids.size()))
+             .Add("calls", static_cast<uint64_t>(l1_ids.size())).Add("timing", "mean_of_all_calls")
              .Add("mean_ns", std::chrono::duration<double, std::nano>(t1 - t0).count() / l1_ids.size())
              .Add("served_from_cache", static_cast<uint64_t>(served[0])));
     if (!(*db)->Close().ok()) rc = 1;

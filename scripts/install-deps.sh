@@ -15,6 +15,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # ANN benchmark contenders (never linked into the server)
   libhnswlib-dev libfaiss-dev libopenblas-dev
+  # end-to-end tests (Debian's /usr/bin/python3) and the README's examples
+  python3 python3-requests python3-grpcio python3-protobuf curl
 )
 
 missing=()

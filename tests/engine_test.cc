@@ -71,6 +71,51 @@ TEST(EngineTest, ReadYourWriteFromTheHotTierWithStringAndNumericIds) {
   EXPECT_EQ((*c)->Get(DocKey::String("nope"), false).status().code(), StatusCode::kNotFound);
 }
 
+TEST(EngineTest, UpsertBatchReportsEachDocumentAndSurvivesRestart) {
+  TempDir d;
+  std::vector<Document> docs;
+  for (uint64_t i = 1; i <= 2500; ++i) docs.push_back({DocKey::Numeric(i), Vec(i, 8), {{"i", std::to_string(i)}}});
+  docs.push_back({DocKey::String("s-1"), Vec(9001, 8), {}});
+  docs[10].embedding.pop_back();  // wrong dimension
+  docs[2000].key = DocKey::Numeric(0);  // bad id
+  {
+    auto db = MustOpen(Options(d.path()));
+    auto c = db->CreateCollection("t", "docs", L2(8));
+    ASSERT_TRUE(c.ok());
+    std::vector<Status> results;
+    Status first = (*c)->UpsertBatch(docs, &results);
+    EXPECT_EQ(first.code(), StatusCode::kInvalidArgument);
+    ASSERT_EQ(results.size(), docs.size());
+    for (size_t i = 0; i < docs.size(); ++i) {
+      EXPECT_EQ(results[i].ok(), i != 10 && i != 2000) << i << " " << results[i].ToString();
+    }
+    EXPECT_EQ((*c)->Stats().documents, docs.size() - 2);
+    EXPECT_EQ((*c)->document_count(), docs.size() - 2);
+    // Replacing, deleting and deleting again keep the O(1) count equal to the walked one.
+    ASSERT_OK((*c)->Upsert({DocKey::Numeric(1), Vec(77, 8), {}}));
+    ASSERT_OK((*c)->Delete(DocKey::Numeric(2)));
+    EXPECT_FALSE((*c)->Delete(DocKey::Numeric(2)).ok());
+    ASSERT_TRUE((*c)->Flush().ok());
+    ASSERT_OK((*c)->Upsert({DocKey::Numeric(3), Vec(78, 8), {}}));  // hot shadows cold
+    ASSERT_OK((*c)->Delete(DocKey::Numeric(4)));                    // cold
+    ASSERT_OK((*c)->Upsert({DocKey::Numeric(2), Vec(79, 8), {}}));  // back again
+    EXPECT_EQ((*c)->document_count(), (*c)->Stats().documents);
+    EXPECT_EQ((*c)->document_count(), docs.size() - 3);
+    ASSERT_OK(db->Snapshot());
+    ASSERT_OK(db->Close());
+  }
+  auto db = MustOpen(Options(d.path()));
+  auto c = db->GetCollection("t", "docs");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ((*c)->Stats().documents, docs.size() - 3);
+  EXPECT_EQ((*c)->document_count(), docs.size() - 3);
+  auto g = (*c)->Get(DocKey::Numeric(2500), true);
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->embedding, Vec(2500, 8));
+  EXPECT_TRUE((*c)->Get(DocKey::String("s-1"), false).ok());
+  EXPECT_FALSE((*c)->Get(DocKey::Numeric(11), false).ok());
+}
+
 TEST(EngineTest, RejectsBadInputWithClearErrors) {
   TempDir d;
   auto db = MustOpen(Options(d.path()));

@@ -936,5 +936,109 @@ TEST_F(GrpcSmallMessageTest, MessagesOverMaxBodyAreResourceExhausted) {
   EXPECT_TRUE(Insert(MakeInsert(1, std::vector<float>(kDim, 0.5f))).ok());
 }
 
+// Before recovery: data calls are UNAVAILABLE and grpc.health.v1 says NOT_SERVING; Watch then
+// reports SERVING once Service::Recover() is done.
+TEST(GrpcServerRecoveryTest, HealthTurnsServingWhenRecoveryCompletes) {
+  testing::TempDir dir;
+  ServerConfig config;
+  config.persistence.data_dir = dir.path();
+  config.server.grpc_port = 0;
+  config.hnsw.dimension = kDim;
+  auto created = Service::Create(config);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  std::unique_ptr<Service> service = std::move(*created);
+  auto server = GrpcServer::Start(*service);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  auto channel = ::grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
+                                       ::grpc::InsecureChannelCredentials());
+  auto stub = pb::KyroDBService::NewStub(channel);
+  {
+    ::grpc::ClientContext ctx;
+    pb::InsertResponse resp;
+    EXPECT_EQ(stub->Insert(&ctx, MakeInsert(1, std::vector<float>(kDim, 0.5f)), &resp).error_code(),
+              ::grpc::StatusCode::UNAVAILABLE);
+  }
+  ::grpc::GenericStub generic(channel);
+  ::grpc::CompletionQueue cq;
+  ::grpc::ClientContext ctx;
+  auto next = [&](intptr_t expected) {
+    void* tag = nullptr;
+    bool ok = false;
+    EXPECT_TRUE(cq.Next(&tag, &ok));
+    EXPECT_EQ(reinterpret_cast<intptr_t>(tag), expected);
+    return ok;
+  };
+  auto status_of = [](const ::grpc::ByteBuffer& b) {
+    google::protobuf::UnknownFieldSet fields;
+    EXPECT_TRUE(fields.ParseFromString(ToString(b)));
+    return fields.field_count() == 1 ? fields.field(0).varint() : 0;  // 1 SERVING, 2 NOT_SERVING
+  };
+  auto watch = generic.PrepareCall(&ctx, "/grpc.health.v1.Health/Watch", &cq);
+  watch->StartCall(reinterpret_cast<void*>(1));
+  ASSERT_TRUE(next(1));
+  watch->Write(FromString(""), reinterpret_cast<void*>(2));
+  ASSERT_TRUE(next(2));
+  ::grpc::ByteBuffer resp;
+  watch->Read(&resp, reinterpret_cast<void*>(3));
+  ASSERT_TRUE(next(3));
+  EXPECT_EQ(status_of(resp), 2u);
+
+  ASSERT_OK(service->Recover());
+  watch->Read(&resp, reinterpret_cast<void*>(4));
+  ASSERT_TRUE(next(4));
+  EXPECT_EQ(status_of(resp), 1u);
+  ctx.TryCancel();
+  ::grpc::Status st;
+  watch->Finish(&st, reinterpret_cast<void*>(5));
+  next(5);
+
+  ::grpc::ClientContext ictx;
+  pb::InsertResponse iresp;
+  EXPECT_TRUE(stub->Insert(&ictx, MakeInsert(1, std::vector<float>(kDim, 0.5f)), &iresp).ok());
+  (*server)->Stop(std::chrono::milliseconds(500));
+  ASSERT_OK(service->Close());
+}
+
+// --- Authentication and rate limits (Service::Authenticate / Admit on every RPC but Health) ---
+
+class GrpcAuthTest : public GrpcServerTest {
+ protected:
+  static constexpr const char* kKey = "0123456789abcdef-admin";
+  void Configure(ServerConfig& c) override {
+    const std::string keys = dir_.File("keys.yaml");
+    std::FILE* f = std::fopen(keys.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fprintf(f, "api_keys:\n  - key: \"%s\"\n    tenant_id: default\n    is_admin: true\n", kKey);
+    std::fclose(f);
+    c.auth.enabled = true;
+    c.auth.api_keys_file = keys;
+    c.rate_limit.enabled = true;
+    c.rate_limit.max_qps_per_tenant = 0.01;  // one call, then refused for minutes
+    c.rate_limit.burst = 2;
+  }
+  ::grpc::Status QueryWith(const std::string& header, const std::string& value) {
+    ::grpc::ClientContext ctx;
+    if (!header.empty()) ctx.AddMetadata(header, value);
+    pb::QueryRequest req;
+    req.set_doc_id(1);
+    pb::QueryResponse resp;
+    return stub_->Query(&ctx, req, &resp);
+  }
+};
+
+TEST_F(GrpcAuthTest, KeysAreRequiredAndRateLimitsApply) {
+  EXPECT_EQ(QueryWith("", "").error_code(), ::grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(QueryWith("x-api-key", "0123456789abcdef-wrong").error_code(),
+            ::grpc::StatusCode::UNAUTHENTICATED);
+  {
+    ::grpc::ClientContext ctx;  // the liveness RPC needs no key
+    pb::HealthResponse r;
+    EXPECT_TRUE(stub_->Health(&ctx, pb::HealthRequest(), &r).ok());
+  }
+  EXPECT_TRUE(QueryWith("x-api-key", kKey).ok());
+  EXPECT_TRUE(QueryWith("authorization", std::string("Bearer ") + kKey).ok());
+  EXPECT_EQ(QueryWith("x-api-key", kKey).error_code(), ::grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
 }  // namespace
 }  // namespace kyrodb::server

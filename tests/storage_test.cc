@@ -385,6 +385,66 @@ TEST(WalTest, AppendedRecordsReadBackIdenticalWithConsecutiveLsns) {
   ExpectSameRecords(got, written);
 }
 
+TEST(WalTest, AppendBatchWritesInOrderWithOneFsyncAndInterleavesWithSingleAppends) {
+  TempDir d;
+  WalOptions o;
+  o.dir = d.path();
+  o.policy = FsyncPolicy::kAlways;
+  auto wal = MustCreateWal(o);
+  ASSERT_NE(wal, nullptr);
+  std::vector<WalRecord> batch;
+  for (uint64_t g = 0; g < 300; ++g) batch.push_back(Op(g));
+  std::vector<const WalRecord*> ptrs;
+  for (const auto& r : batch) ptrs.push_back(&r);
+  // Single appends race with the batch; the batch's records stay contiguous and in order.
+  std::thread other([&] {
+    for (uint64_t g = 1000; g < 1100; ++g) ASSERT_TRUE(wal->Append(Op(g)).ok());
+  });
+  std::vector<Lsn> lsns;
+  ASSERT_OK(wal->AppendBatch(ptrs, &lsns));
+  other.join();
+  ASSERT_EQ(lsns.size(), batch.size());
+  for (size_t i = 1; i < lsns.size(); ++i) ASSERT_EQ(lsns[i], lsns[i - 1] + 1);
+  const WalStats st = wal->Stats();
+  EXPECT_EQ(st.records, 400u);
+  EXPECT_LE(st.syncs, 1u + 100u) << "the batch takes one fsync, not 300";
+  ASSERT_TRUE(wal->Close().ok());
+  std::vector<WalRecord> got = ReadWholeWal(d.path(), nullptr);
+  ASSERT_EQ(got.size(), 400u);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const WalRecord& r = got[lsns[i] - 1];
+    EXPECT_EQ(r.doc_id, batch[i].doc_id);
+    EXPECT_EQ(r.embedding, batch[i].embedding);
+  }
+}
+
+TEST(WalTest, AppendBatchFailureLogsNothingOfTheFailedGroup) {
+  TempDir d;
+  io::FaultInjectionFileSystem fault(io::FileSystem::Default());
+  WalOptions o;
+  o.dir = d.path();
+  o.fs = &fault;
+  o.policy = FsyncPolicy::kAlways;
+  auto wal = MustCreateWal(o);
+  ASSERT_NE(wal, nullptr);
+  ASSERT_TRUE(wal->Append(Op(0)).ok());
+  std::vector<WalRecord> batch;
+  for (uint64_t g = 1; g <= 50; ++g) batch.push_back(Op(g));
+  std::vector<const WalRecord*> ptrs;
+  for (const auto& r : batch) ptrs.push_back(&r);
+  fault.SetFailAllSyncs(true);
+  std::vector<Lsn> lsns;
+  Status s = wal->AppendBatch(ptrs, &lsns);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_TRUE(lsns.empty());
+  EXPECT_FALSE(wal->writable());
+  fault.SetFailAllSyncs(false);
+  wal.reset();
+  std::vector<WalRecord> got = ReadWholeWal(d.path(), nullptr);
+  ASSERT_EQ(got.size(), 1u) << "the failed batch was cut off the segment";
+  EXPECT_EQ(got[0].doc_id, Op(0).doc_id);
+}
+
 TEST(WalTest, RotatesAtSegmentBytesIntoContiguousSegments) {
   TempDir d;
   WalOptions o;

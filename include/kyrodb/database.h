@@ -82,6 +82,8 @@ class Collection {
   Result<std::vector<SearchHit>> Search(const SearchRequest& request, SearchPath* path = nullptr) const;
   Result<FlushResult> Flush();
   CollectionStats Stats() const;
+  // Live documents, O(1) (Stats() walks the hot tier).
+  uint64_t document_count() const;
   // Keys of the documents whose metadata `pred` accepts (a full scan: for batch delete by
   // filter, not for queries).
   std::vector<DocKey> FindKeys(const std::function<bool(const Metadata&)>& pred) const;

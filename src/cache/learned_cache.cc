@@ -6,6 +6,8 @@
 #include <span>
 #include <utility>
 
+#include "base/futex_mutex.h"
+
 namespace kyrodb::cache {
 namespace {
 
@@ -69,12 +71,15 @@ const char* CacheModeName(CacheMode mode) {
   return "?";
 }
 
+// What a hit touches comes first: the lock, the policy version and the hit/miss counters share
+// one cache line.
 struct alignas(64) LearnedCache::Shard {
-  std::mutex mu;
-  CacheShard cache{0, kEntryOverhead};               // GUARDED_BY(mu)
+  FutexMutex mu;                                     // lock and unlock: one inlined atomic each
   uint64_t policy_version = 0;                       // GUARDED_BY(mu)
+  uint64_t hits = 0, misses = 0;                     // GUARDED_BY(mu)
+  CacheShard cache{0, kEntryOverhead};               // GUARDED_BY(mu)
   std::shared_ptr<const RmiModel> model;             // GUARDED_BY(mu): keeps cache's model alive
-  uint64_t hits = 0, misses = 0, fills = 0, stale = 0, invalidations = 0;  // GUARDED_BY(mu)
+  uint64_t fills = 0, stale = 0, invalidations = 0;  // GUARDED_BY(mu)
 };
 
 LearnedCache::LearnedCache(const LearnedCacheOptions& options)
@@ -93,7 +98,9 @@ LearnedCache::LearnedCache(const LearnedCacheOptions& options)
 
 LearnedCache::~LearnedCache() = default;
 
-LearnedCache::Shard& LearnedCache::ShardOf(uint64_t h) const { return shards_[h & shard_mask_]; }
+inline LearnedCache::Shard& LearnedCache::ShardOf(uint64_t h) const {
+  return shards_[h & shard_mask_];
+}
 
 std::atomic<uint64_t>& LearnedCache::StripeOf(uint64_t h) const {
   return stripes_[(h >> 32) % kStripes];
@@ -111,18 +118,33 @@ void LearnedCache::Refresh(Shard& s) const {
   s.policy_version = policy_version_.load(std::memory_order_relaxed);
 }
 
+inline const LearnedCache::Value* LearnedCache::LookupLocked(Shard& s, uint64_t doc_id) const {
+  if (policy_version_.load(std::memory_order_acquire) != s.policy_version) Refresh(s);
+  const Value* v = s.cache.Lookup(doc_id);
+  ++(v != nullptr ? s.hits : s.misses);
+  return v;
+}
+
 LearnedCache::Value LearnedCache::Get(uint64_t doc_id) {
   if (log_ != nullptr) log_->Append(doc_id);
   Shard& s = ShardOf(Mix64(doc_id));
-  std::lock_guard<std::mutex> l(s.mu);
-  if (policy_version_.load(std::memory_order_acquire) != s.policy_version) Refresh(s);
-  const Value* v = s.cache.Lookup(doc_id);
-  if (v == nullptr) {
-    ++s.misses;
-    return nullptr;
-  }
-  ++s.hits;
-  return *v;
+  std::lock_guard<FutexMutex> l(s.mu);
+  const Value* v = LookupLocked(s, doc_id);
+  return v != nullptr ? *v : nullptr;
+}
+
+bool LearnedCache::Read(uint64_t doc_id, std::vector<std::pair<std::string, std::string>>* metadata,
+                        std::vector<float>* embedding) {
+  if (log_ != nullptr) log_->Append(doc_id);
+  Shard& s = ShardOf(Mix64(doc_id));
+  std::lock_guard<FutexMutex> l(s.mu);
+  const Value* v = LookupLocked(s, doc_id);
+  if (v == nullptr) return false;
+  // Copied under the shard lock: the entry cannot be replaced or freed meanwhile.
+  const CachedDoc& doc = **v;
+  *metadata = doc.metadata;
+  if (embedding != nullptr) *embedding = doc.embedding;
+  return true;
 }
 
 uint64_t LearnedCache::FillTicket(uint64_t doc_id) const {
@@ -134,7 +156,7 @@ bool LearnedCache::Fill(uint64_t doc_id, Value value, uint64_t ticket) {
   const uint64_t h = Mix64(doc_id);
   Shard& s = ShardOf(h);
   const size_t charge = value->ByteSize();
-  std::lock_guard<std::mutex> l(s.mu);
+  std::lock_guard<FutexMutex> l(s.mu);
   if (policy_version_.load(std::memory_order_acquire) != s.policy_version) Refresh(s);
   // Writers bump the stripe under this same lock, so this check and the insert are atomic
   // with respect to Put/Invalidate of doc_id.
@@ -150,7 +172,7 @@ void LearnedCache::Put(uint64_t doc_id, Value value) {
   const uint64_t h = Mix64(doc_id);
   Shard& s = ShardOf(h);
   const size_t charge = value != nullptr ? value->ByteSize() : 0;
-  std::lock_guard<std::mutex> l(s.mu);
+  std::lock_guard<FutexMutex> l(s.mu);
   if (policy_version_.load(std::memory_order_acquire) != s.policy_version) Refresh(s);
   StripeOf(h).fetch_add(1, std::memory_order_release);
   if (value == nullptr) {
@@ -163,7 +185,7 @@ void LearnedCache::Put(uint64_t doc_id, Value value) {
 void LearnedCache::Invalidate(uint64_t doc_id) {
   const uint64_t h = Mix64(doc_id);
   Shard& s = ShardOf(h);
-  std::lock_guard<std::mutex> l(s.mu);
+  std::lock_guard<FutexMutex> l(s.mu);
   StripeOf(h).fetch_add(1, std::memory_order_release);
   s.invalidations += s.cache.Erase(doc_id);
 }
@@ -171,7 +193,7 @@ void LearnedCache::Invalidate(uint64_t doc_id) {
 size_t LearnedCache::EstimateEntryBytes() const {
   size_t used = 0, entries = 0;
   for (size_t i = 0; i <= shard_mask_; ++i) {
-    std::lock_guard<std::mutex> l(shards_[i].mu);
+    std::lock_guard<FutexMutex> l(shards_[i].mu);
     used += shards_[i].cache.used_bytes();
     entries += shards_[i].cache.entries();
   }
@@ -254,7 +276,7 @@ CacheStats LearnedCache::Stats() const {
   CacheStats st;
   for (size_t i = 0; i <= shard_mask_; ++i) {
     Shard& s = shards_[i];
-    std::lock_guard<std::mutex> l(s.mu);
+    std::lock_guard<FutexMutex> l(s.mu);
     st.hits += s.hits;
     st.misses += s.misses;
     st.fills += s.fills;

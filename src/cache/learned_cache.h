@@ -33,6 +33,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cache/access_log.h"
@@ -102,6 +103,13 @@ class LearnedCache {
 
   // The cached document or null. Records the access for training (strategy learned).
   Value Get(uint64_t doc_id);
+  // The hit path of a get-by-id: on a hit copies the document's metadata into *metadata and,
+  // when `embedding` is not null, its embedding into *embedding, and returns true; on a miss
+  // returns false and leaves both untouched. Unlike Get() it takes no reference on the
+  // document (no atomic refcount traffic on a line every reader of a hot id shares).
+  // Records the access like Get().
+  bool Read(uint64_t doc_id, std::vector<std::pair<std::string, std::string>>* metadata,
+            std::vector<float>* embedding);
   // Read-through: take a ticket before reading the lower tiers, then Fill with it.
   uint64_t FillTicket(uint64_t doc_id) const;
   // Caches `value` unless `doc_id` was written or invalidated since `ticket`; true if cached.
@@ -123,6 +131,8 @@ class LearnedCache {
   Shard& ShardOf(uint64_t h) const;
   std::atomic<uint64_t>& StripeOf(uint64_t h) const;
   void Refresh(Shard& s) const;
+  // Adopts a newer policy if one was published, then looks up and counts; holds s.mu.
+  const Value* LookupLocked(Shard& s, uint64_t doc_id) const;
   // Publishes `model` (may be null) and `mode`; caller holds train_mu_.
   void Publish(std::shared_ptr<const RmiModel> model, CacheMode mode, std::string reason);
   size_t EstimateEntryBytes() const;
@@ -131,18 +141,20 @@ class LearnedCache {
   std::unique_ptr<AccessLog> log_;  // null for strategy lru
   std::unique_ptr<Shard[]> shards_;
   size_t shard_mask_;
+  // Beside log_, shards_ and shard_mask_: what every Get reads from this object is one line.
+  // Shards copy the published policy when this moves (never blocking on training).
+  std::atomic<uint64_t> policy_version_{1};
   static constexpr size_t kStripes = 4096;
   std::unique_ptr<std::atomic<uint64_t>[]> stripes_;  // per id-hash stripe: write epoch
   std::atomic<bool> fail_training_{false};
 
-  // The published policy. Shards copy it when policy_version_ moves (never blocking on training).
+  // The published policy (see policy_version_).
   mutable std::mutex policy_mu_;
   std::shared_ptr<const RmiModel> policy_model_;  // GUARDED_BY(policy_mu_); null: LRU
   size_t policy_budget_ = 0;                       // GUARDED_BY(policy_mu_)
   CacheMode mode_;                                 // GUARDED_BY(policy_mu_)
   std::string fallback_reason_;                    // GUARDED_BY(policy_mu_)
   std::shared_ptr<const RmiModel> held_model_;     // GUARDED_BY(policy_mu_): newest, used or not
-  std::atomic<uint64_t> policy_version_{1};
 
   // Trainer state.
   std::mutex train_mu_;

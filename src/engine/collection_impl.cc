@@ -1,6 +1,7 @@
 #include "base/clock.h"
 #include "engine/collection_impl.h"
 
+#include <absl/container/flat_hash_set.h>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -32,14 +33,11 @@ Collection::Impl::Impl(std::string tenant, std::string name, const CollectionOpt
       name_(std::move(name)),
       opt_(options),
       db_(db),
-      cold_(std::move(cold)),
-      l1_(std::make_unique<cache::LearnedCache>(cache_options)) {}
+      l1_(std::make_unique<cache::LearnedCache>(cache_options)),
+      cold_(std::move(cold)) {}
 
-Status Collection::Impl::CheckLive() const {
-  if (dropped_.load()) {
-    return Status::NotFound("collection '" + name_ + "' was dropped");
-  }
-  return Status::Ok();
+Status Collection::Impl::DroppedError() const {
+  return Status::NotFound("collection '" + name_ + "' was dropped");
 }
 
 Status Collection::Impl::CheckVector(const std::vector<float>& v, const char* what) const {
@@ -61,13 +59,8 @@ Status Collection::Impl::CheckVector(const std::vector<float>& v, const char* wh
   return Status::Ok();
 }
 
-Result<uint64_t> Collection::Impl::Find(const DocKey& key) const {
-  if (!key.is_string()) {
-    if (key.id == 0 || key.id >= kFirstStringId) {
-      return Status::InvalidArgument("numeric doc_id must be in 1..2^63-1");
-    }
-    return key.id;
-  }
+Result<uint64_t> Collection::Impl::FindSlow(const DocKey& key) const {
+  if (!key.is_string()) return Status::InvalidArgument("numeric doc_id must be in 1..2^63-1");
   std::shared_lock<std::shared_mutex> l(mu_);
   auto it = ext_to_id_.find(key.external);
   if (it == ext_to_id_.end()) return Status::NotFound("document '" + key.external + "' not found");
@@ -121,6 +114,51 @@ Status Collection::Impl::Upsert(const Document& doc) {
   return db_->Log(r, this);
 }
 
+Status Collection::Impl::UpsertBatch(const std::vector<Document>& docs,
+                                     std::vector<Status>* results) {
+  results->assign(docs.size(), Status::Ok());
+  KYRODB_RETURN_IF_ERROR(CheckLive());
+  // Chunks bound the memory of encoded records; each chunk is one group commit (or a few).
+  constexpr size_t kChunk = 1024;
+  Status first;
+  for (size_t begin = 0; begin < docs.size(); begin += kChunk) {
+    const size_t end = std::min(docs.size(), begin + kChunk);
+    std::vector<storage::WalRecord> records;
+    std::vector<size_t> index;  // records[j] is docs[index[j]]
+    records.reserve(end - begin);
+    for (size_t i = begin; i < end; ++i) {
+      const Document& doc = docs[i];
+      Status s = CheckVector(doc.embedding, "embedding");
+      Result<uint64_t> id = s.ok() ? Resolve(doc.key, /*assign=*/true) : Result<uint64_t>(s);
+      if (!id.ok()) {
+        (*results)[i] = id.status();
+        if (first.ok()) first = id.status();
+        continue;
+      }
+      storage::WalRecord& r = records.emplace_back();
+      r.type = storage::RecordType::kUpsert;
+      r.tenant = tenant_;
+      r.collection = name_;
+      r.doc_id = *id;
+      r.external_id = doc.key.external;
+      r.embedding = doc.embedding;
+      if (opt_.metric == Metric::kCosine) index::NormalizeInPlace(r.embedding.data(), r.embedding.size());
+      r.metadata = doc.metadata;
+      index.push_back(i);
+    }
+    std::vector<const storage::WalRecord*> ptrs;
+    ptrs.reserve(records.size());
+    for (const auto& r : records) ptrs.push_back(&r);
+    size_t logged = 0;
+    Status s = db_->LogBatch(ptrs, this, &logged);
+    if (!s.ok()) {
+      for (size_t j = logged; j < index.size(); ++j) (*results)[index[j]] = s;
+      if (first.ok()) first = s;
+    }
+  }
+  return first;
+}
+
 Status Collection::Impl::Delete(const DocKey& key) {
   KYRODB_RETURN_IF_ERROR(CheckLive());
   auto id = Find(key);
@@ -160,31 +198,36 @@ Status Collection::Impl::UpdateMetadata(const DocKey& key, const Metadata& metad
 }
 
 Result<GetResult> Collection::Impl::Get(const DocKey& key, bool include_embedding) const {
+  // One named result, built in place in the caller's frame: the GetResult is never moved.
+  Result<GetResult> result(std::in_place);
+  if (Status st = GetInto(key, include_embedding, &*result); !st.ok()) result = std::move(st);
+  return result;
+}
+
+Status Collection::Impl::GetInto(const DocKey& key, bool include_embedding, GetResult* out) const {
   KYRODB_RETURN_IF_ERROR(CheckLive());
-  auto id = Find(key);
-  if (!id.ok()) return id.status();
-  GetResult out;
-  out.key = key;
-  if (!key.is_string()) out.key.id = *id;
-  // L1: every read is logged there; a hit costs a hash probe.
-  if (auto cached = l1_->Get(*id)) {
-    out.metadata = cached->metadata;
-    if (include_embedding) out.embedding = cached->embedding;
-    out.served_from = Tier::kCache;
-    return out;
+  auto found = Find(key);
+  if (!found.ok()) return found.status();
+  const uint64_t id = *found;
+  out->key.id = key.id;
+  if (key.is_string()) out->key.external = key.external;
+  // L1: every read is logged there; a hit costs a hash probe and copies what was asked for.
+  if (l1_->Read(id, &out->metadata, include_embedding ? &out->embedding : nullptr)) {
+    out->served_from = Tier::kCache;
+    return Status::Ok();
   }
   // Taken before reading the tiers: a write that lands meanwhile makes the fill below a no-op.
-  const uint64_t ticket = l1_->FillTicket(*id);
+  const uint64_t ticket = l1_->FillTicket(id);
   auto doc = std::make_shared<cache::CachedDoc>();
   {
     std::shared_lock<std::shared_mutex> l(mu_);
     bool tomb;
-    if (const StoredDoc* d = FindHotLocked(*id, &tomb)) {
+    if (const StoredDoc* d = FindHotLocked(id, &tomb)) {
       doc->embedding = d->embedding;
       doc->metadata = d->metadata;
-      out.served_from = Tier::kHotTier;
+      out->served_from = Tier::kHotTier;
     } else {
-      auto it = tomb ? cold_meta_.end() : cold_meta_.find(*id);
+      auto it = tomb ? cold_meta_.end() : cold_meta_.find(id);
       if (it == cold_meta_.end()) {
         return Status::NotFound("document " +
                                 (key.is_string() ? "'" + key.external + "'" : std::to_string(key.id)) +
@@ -192,16 +235,16 @@ Result<GetResult> Collection::Impl::Get(const DocKey& key, bool include_embeddin
       }
       doc->metadata = it->second.metadata;
       doc->embedding.resize(opt_.dimension);
-      if (!cold_->GetVector(*id, doc->embedding.data()).ok()) {
-        return Status::NotFound("document " + std::to_string(*id) + " not found");
+      if (!cold_->GetVector(id, doc->embedding.data()).ok()) {
+        return Status::NotFound("document " + std::to_string(id) + " not found");
       }
-      out.served_from = Tier::kColdTier;
+      out->served_from = Tier::kColdTier;
     }
   }
-  out.metadata = doc->metadata;
-  if (include_embedding) out.embedding = doc->embedding;
-  l1_->Fill(*id, std::move(doc), ticket);
-  return out;
+  out->metadata = doc->metadata;
+  if (include_embedding) out->embedding = doc->embedding;
+  l1_->Fill(id, std::move(doc), ticket);
+  return Status::Ok();
 }
 
 float Collection::Impl::Score(float d) const {
@@ -289,15 +332,17 @@ Result<std::vector<SearchHit>> Collection::Impl::SearchUncached(const SearchRequ
             : cold_empty  ? SearchPath::kHotTierOnly
                           : SearchPath::kHotAndCold;
   }
-  // Ids are unique here: live and frozen-not-shadowed entries are distinct, cold hits that a hot
-  // version shadows were dropped, and the index returns each label once.
+  // An id can appear twice: a frozen document scanned above whose flush finished (frozen_
+  // dropped) before the cold search found it there. Both are the same version; keep one.
   std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {
     return a.distance < b.distance || (a.distance == b.distance && a.id < b.id);
   });
   std::vector<SearchHit> out;
+  absl::flat_hash_set<uint64_t> seen;
   std::shared_lock<std::shared_mutex> l(mu_);
   for (const Cand& c : cands) {
     if (out.size() >= k) break;
+    if (!seen.insert(c.id).second) continue;
     const float score = Score(c.distance);
     if (req.has_min_score && score < req.min_score) break;  // sorted: the rest score lower
     SearchHit hit;
@@ -336,8 +381,14 @@ void Collection::Impl::Apply(const storage::WalRecord& r) {
     cold_meta_.erase(id);
     if (cold_->Contains(id)) cold_->Remove(id).IgnoreError();
   };
+  // Whether `id` is a live document before this record (for the document count).
+  auto exists = [&] {
+    bool tomb;
+    return FindHotLocked(id, &tomb) != nullptr || (!tomb && cold_meta_.contains(id));
+  };
   switch (r.type) {
     case storage::RecordType::kUpsert: {
+      if (!exists()) live_docs_.fetch_add(1, std::memory_order_relaxed);
       auto doc = std::make_shared<StoredDoc>();
       doc->id = id;
       doc->external = r.external_id;
@@ -357,6 +408,7 @@ void Collection::Impl::Apply(const storage::WalRecord& r) {
       break;
     }
     case storage::RecordType::kDelete: {
+      if (exists()) live_docs_.fetch_sub(1, std::memory_order_relaxed);
       bool tomb;
       const StoredDoc* cur = FindHotLocked(id, &tomb);
       std::string external = cur != nullptr ? cur->external : std::string();
@@ -640,6 +692,10 @@ Result<std::shared_ptr<Collection::Impl>> Collection::Impl::LoadFrom(
     impl->cold_meta_[d.id] = ColdMeta{std::move(d.external), std::move(d.metadata)};
   }
   if (!in.empty()) return bad();
+  uint64_t live = 0;
+  for (const auto& [id, e] : impl->live_) live += e.doc != nullptr;
+  for (const auto& [id, m] : impl->cold_meta_) live += !impl->live_.contains(id);
+  impl->live_docs_.store(live);
   return impl;
 }
 

@@ -57,6 +57,7 @@ class Collection::Impl {
 
   // Client operations: validate, log through db_, apply.
   Status Upsert(const Document& doc);
+  Status UpsertBatch(const std::vector<Document>& docs, std::vector<Status>* results);
   Status Delete(const DocKey& key);
   Status UpdateMetadata(const DocKey& key, const Metadata& metadata, bool merge);
   Result<GetResult> Get(const DocKey& key, bool include_embedding) const;
@@ -64,6 +65,7 @@ class Collection::Impl {
   Result<std::vector<SearchHit>> SearchUncached(const SearchRequest& request, SearchPath* path) const;
   Result<FlushResult> Flush();
   CollectionStats Stats() const;
+  uint64_t document_count() const { return live_docs_.load(std::memory_order_relaxed); }
   std::vector<DocKey> FindKeys(const std::function<bool(const Metadata&)>& pred) const;
 
   // State machine side: apply a logged record (live or replayed). Idempotent.
@@ -99,11 +101,19 @@ class Collection::Impl {
     Metadata metadata;
   };
 
-  Status CheckLive() const;
+  Status CheckLive() const { return dropped_.load() ? DroppedError() : Status::Ok(); }
+  Status DroppedError() const;
   Status CheckVector(const std::vector<float>& v, const char* what) const;
   // Resolves a key to an internal id; with `assign`, gives a new string id one.
   Result<uint64_t> Resolve(const DocKey& key, bool assign);
-  Result<uint64_t> Find(const DocKey& key) const;
+  // Numeric ids resolve inline, without a lock or a string; FindSlow does the rest (and errors).
+  Result<uint64_t> Find(const DocKey& key) const {
+    if (!key.is_string() && key.id != 0 && key.id < kFirstStringId) return key.id;
+    return FindSlow(key);
+  }
+  Result<uint64_t> FindSlow(const DocKey& key) const;
+  // Get's body: fills *out (a default GetResult) or returns why not.
+  Status GetInto(const DocKey& key, bool include_embedding, GetResult* out) const;
   // The current version of `id`, and where it lives (caller holds mu_).
   const StoredDoc* FindHotLocked(uint64_t id, bool* tombstone) const;
   float Score(float distance) const;
@@ -112,6 +122,8 @@ class Collection::Impl {
   const CollectionOptions opt_;
   DatabaseWriter* const db_;
   std::atomic<bool> dropped_{false};
+  // Next to dropped_: a get-by-id hit reads both, and nothing else of this object.
+  std::unique_ptr<cache::LearnedCache> l1_;  // documents by id; invalidated by every Apply
   std::unique_ptr<index::HnswIndex> cold_;
 
   mutable std::shared_mutex mu_;
@@ -126,8 +138,8 @@ class Collection::Impl {
   // dead.
   std::atomic<uint64_t> generation_{0};
   mutable SearchCache search_cache_{1024};
-  std::unique_ptr<cache::LearnedCache> l1_;  // documents by id; invalidated by every Apply
   std::atomic<uint64_t> hot_bytes_{0};
+  std::atomic<uint64_t> live_docs_{0};  // live documents over both tiers (maintained by Apply)
   std::atomic<uint64_t> flushes_{0};
 };
 
@@ -136,6 +148,10 @@ class DatabaseWriter {
  public:
   virtual ~DatabaseWriter() = default;
   virtual Status Log(const storage::WalRecord& record, Collection::Impl* target) = 0;
+  // Logs the records with as few WAL writes as fit and applies each one logged; *logged says
+  // how many (a prefix).
+  virtual Status LogBatch(const std::vector<const storage::WalRecord*>& records,
+                          Collection::Impl* target, size_t* logged) = 0;
 };
 
 }  // namespace kyrodb

@@ -123,6 +123,13 @@ class Database::Impl final : public DatabaseWriter, public storage::StateMachine
     return Status::Ok();
   }
 
+  Status LogBatch(const std::vector<const storage::WalRecord*>& records, Collection::Impl* target,
+                  size_t* logged) override {
+    Status s = storage_->WriteBatch(records, [&](size_t i) { target->Apply(*records[i]); }, logged);
+    mutations_.fetch_add(*logged, std::memory_order_relaxed);
+    return s;
+  }
+
   // ---- StateMachine ----
   Status Apply(const storage::WalRecord& r) override {
     switch (r.type) {
@@ -412,14 +419,8 @@ const std::string& Collection::name() const { return impl_->name(); }
 const CollectionOptions& Collection::options() const { return impl_->options(); }
 Status Collection::Upsert(const Document& doc) { return impl_->Upsert(doc); }
 Status Collection::UpsertBatch(const std::vector<Document>& docs, std::vector<Status>* results) {
-  Status first;
-  if (results != nullptr) results->clear();
-  for (const auto& d : docs) {
-    Status s = impl_->Upsert(d);
-    if (first.ok() && !s.ok()) first = s;
-    if (results != nullptr) results->push_back(std::move(s));
-  }
-  return first;
+  std::vector<Status> local;
+  return impl_->UpsertBatch(docs, results != nullptr ? results : &local);
 }
 Status Collection::Delete(const DocKey& key) { return impl_->Delete(key); }
 Status Collection::UpdateMetadata(const DocKey& key, const Metadata& metadata, bool merge) {
@@ -434,6 +435,7 @@ Result<std::vector<SearchHit>> Collection::Search(const SearchRequest& request,
 }
 Result<FlushResult> Collection::Flush() { return impl_->Flush(); }
 CollectionStats Collection::Stats() const { return impl_->Stats(); }
+uint64_t Collection::document_count() const { return impl_->document_count(); }
 std::vector<DocKey> Collection::FindKeys(const std::function<bool(const Metadata&)>& pred) const {
   return impl_->FindKeys(pred);
 }

@@ -63,7 +63,12 @@ int main(int argc, char** argv) {
 
   spdlog::info("kyrodb_server starting: data_dir={} fsync_policy={} bind={}", config.persistence.data_dir,
                config.persistence.fsync_policy, config.server.bind);
-  std::unique_ptr<Service> service = Service::Create(config);
+  auto created = Service::Create(config);
+  if (!created.ok()) {
+    spdlog::error("{}", created.status().message());
+    return 2;
+  }
+  std::unique_ptr<Service> service = std::move(created).value();
   auto http = HttpServer::Start(*service);
   if (!http.ok()) {
     spdlog::error("HTTP server: {}", http.status().message());
@@ -94,7 +99,9 @@ int main(int argc, char** argv) {
   for (;;) {
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      spdlog::info("SIGHUP: nothing to reload");
+      if (kyrodb::Status s = service->ReloadKeys(); !s.ok()) {
+        spdlog::error("SIGHUP: keeping the current API keys: {}", s.message());
+      }
       continue;
     }
     break;

@@ -267,6 +267,16 @@ Result<Lsn> Storage::Write(const WalRecord& record, const std::function<Status()
   return lsn;
 }
 
+Status Storage::WriteBatch(const std::vector<const WalRecord*>& records,
+                           const std::function<void(size_t)>& apply, size_t* logged) {
+  std::shared_lock<std::shared_mutex> gate(gate_);
+  std::vector<Lsn> lsns;
+  Status s = wal_->AppendBatch(records, &lsns);
+  for (size_t i = 0; i < lsns.size(); ++i) apply(i);
+  *logged = lsns.size();
+  return s;
+}
+
 Result<Lsn> Storage::Checkpoint() {
   std::lock_guard<std::mutex> cl(checkpoint_mu_);
   uint64_t segment;

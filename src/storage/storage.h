@@ -86,6 +86,11 @@ class Storage {
   // Logs `record` then runs `apply` (which must not fail for a record that passed the
   // engine's validation). Returns the record's LSN.
   Result<Lsn> Write(const WalRecord& record, const std::function<Status()>& apply);
+  // Logs `records` in order with as few group commits as fit, then runs apply(i) for each one
+  // that is durable per the policy (a prefix, all of them unless an error is returned);
+  // *logged says how many.
+  Status WriteBatch(const std::vector<const WalRecord*>& records,
+                    const std::function<void(size_t)>& apply, size_t* logged);
 
   // Snapshot + manifest + WAL trim. Returns the snapshot's LSN.
   Result<Lsn> Checkpoint();

@@ -116,22 +116,63 @@ Result<Lsn> Wal::Append(const WalRecord& record) {
 }
 
 Result<Lsn> Wal::AppendPayload(RecordType type, std::string_view payload) {
-  if (payload.size() > wal_format::kMaxPayloadBytes) {
-    return Status::InvalidArgument("WAL record payload too large");
-  }
   Writer w;
   w.type = type;
   w.payload = payload;
+  KYRODB_RETURN_IF_ERROR(AppendWriters(&w, 1));
+  return w.lsn;
+}
+
+Status Wal::AppendBatch(const std::vector<const WalRecord*>& records, std::vector<Lsn>* lsns) {
+  lsns->clear();
+  if (records.empty()) return Status::Ok();
+  std::vector<std::string> payloads;
+  payloads.reserve(records.size());
+  for (const WalRecord* r : records) payloads.push_back(EncodePayload(*r));
+  std::vector<Writer> ws(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    ws[i].type = records[i]->type;
+    ws[i].payload = payloads[i];
+  }
+  Status s = AppendWriters(ws.data(), ws.size());
+  for (const Writer& w : ws) {
+    if (!w.done || !w.status.ok()) break;
+    lsns->push_back(w.lsn);
+  }
+  return s;
+}
+
+// Queues `n` writers back to back. Whenever one of them reaches the front of the queue this
+// thread leads a group commit (which takes it and whatever follows, up to kMaxBatchBytes);
+// returns once the last one is done, with the first error.
+Status Wal::AppendWriters(Writer* ws, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (ws[i].payload.size() > wal_format::kMaxPayloadBytes) {
+      return Status::InvalidArgument("WAL record payload too large");
+    }
+  }
   std::unique_lock<std::mutex> l(mu_);
   if (closed_) return Status::FailedPrecondition("WAL is closed");
   if (!error_.ok()) return error_;
-  queue_.push_back(&w);
-  cv_.wait(l, [&] { return w.done || queue_.front() == &w; });
-  if (w.done) {
-    if (!w.status.ok()) return w.status;
-    return w.lsn;
+  for (size_t i = 0; i < n; ++i) queue_.push_back(&ws[i]);
+  Writer* const first = ws;
+  Writer* const last = ws + n - 1;
+  for (;;) {
+    cv_.wait(l, [&] {
+      return last->done || (queue_.front() >= first && queue_.front() <= last);
+    });
+    if (last->done) break;
+    LeadBatch(l);
   }
-  // Leader: take the file, then everything queued behind us.
+  for (size_t i = 0; i < n; ++i) {
+    if (!ws[i].status.ok()) return ws[i].status;
+  }
+  return Status::Ok();
+}
+
+// Group commit: writes the writers at the front of the queue with one write (+ one fsync
+// under kAlways). Called and returns with `l` (mu_) held.
+void Wal::LeadBatch(std::unique_lock<std::mutex>& l) {
   l.unlock();
   std::unique_lock<std::mutex> fl(file_mu_);
   l.lock();
@@ -149,7 +190,7 @@ Result<Lsn> Wal::AppendPayload(RecordType type, std::string_view payload) {
       batch.push_back(x);
     }
   } else {
-    batch.push_back(&w);
+    batch.push_back(queue_.front());
   }
   l.unlock();
 
@@ -212,8 +253,7 @@ Result<Lsn> Wal::AppendPayload(RecordType type, std::string_view payload) {
     }
   }
   cv_.notify_all();
-  if (!w.status.ok()) return w.status;
-  return w.lsn;
+  l.lock();
 }
 
 Status Wal::Sync() {

@@ -68,6 +68,10 @@ class Wal {
   Result<Lsn> Append(const WalRecord& record);
   // Appends a pre-encoded payload.
   Result<Lsn> AppendPayload(RecordType type, std::string_view payload);
+  // Appends records in order, in as few group commits as fit (one write + one fsync for up to
+  // 8 MiB). On error the records whose LSNs are in *lsns (a prefix) are durable per the
+  // policy; the rest are not in the log.
+  Status AppendBatch(const std::vector<const WalRecord*>& records, std::vector<Lsn>* lsns);
 
   // Makes everything appended so far durable.
   Status Sync();
@@ -90,6 +94,8 @@ class Wal {
  private:
   struct Writer;
   explicit Wal(const WalOptions& options);
+  Status AppendWriters(Writer* ws, size_t n);
+  void LeadBatch(std::unique_lock<std::mutex>& l);  // group commit; called with mu_ held
   Status OpenSegment(uint64_t seq, Lsn first_lsn);  // caller holds file_mu_
   Status SyncLocked();                               // caller holds file_mu_
   void DiscardFailedTail();                          // caller holds file_mu_

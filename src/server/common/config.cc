@@ -177,7 +177,26 @@ std::vector<KeySpec> BuildTable() {
              "strict: refuse to start on corruption; best_effort: keep what is intact, report the rest.",
              [](ServerConfig& c) -> std::string& { return c.persistence.recovery_mode; },
              {"strict", "best_effort"});
-  // auth, tls, rate_limit (issue #6)
+  // limits
+  uint_key("limits", "max_connections", "Open connections per server; more are refused.",
+           [](ServerConfig& c) -> uint32_t& { return c.limits.max_connections; }, 1, 1000000);
+  uint_key("limits", "max_header_kb", "Largest HTTP request line + headers, KiB (431 beyond).",
+           [](ServerConfig& c) -> uint32_t& { return c.limits.max_header_kb; }, 1, 1024);
+  uint_key("limits", "idle_timeout_secs", "Close a keep-alive connection idle this long.",
+           [](ServerConfig& c) -> uint32_t& { return c.limits.idle_timeout_secs; }, 1, 86400);
+  uint_key("limits", "read_timeout_secs", "A started request must arrive whole within this (slow clients are cut off).",
+           [](ServerConfig& c) -> uint32_t& { return c.limits.read_timeout_secs; }, 1, 3600);
+  uint_key("limits", "max_concurrent_searches", "Searches running at once (0: twice the hardware threads).",
+           [](ServerConfig& c) -> uint32_t& { return c.limits.max_concurrent_searches; }, 0, 100000);
+  uint_key("limits", "search_queue", "Searches allowed to wait for a slot; beyond, 'overloaded' (429).",
+           [](ServerConfig& c) -> uint32_t& { return c.limits.search_queue; }, 0, 1000000);
+  uint_key("limits", "search_queue_timeout_ms", "Longest wait for a search slot before 'overloaded'.",
+           [](ServerConfig& c) -> uint32_t& { return c.limits.search_queue_timeout_ms; }, 1, 600000);
+  uint_key("limits", "max_k", "Largest k a search may ask for (at most 1000).",
+           [](ServerConfig& c) -> uint32_t& { return c.limits.max_k; }, 1, 1000);
+  uint_key("limits", "max_ef_search", "Largest ef_search a search may ask for (at most 10000).",
+           [](ServerConfig& c) -> uint32_t& { return c.limits.max_ef_search; }, 1, 10000);
+  // auth, tls, rate_limit
   bool_key("auth", "enabled", "Require an API key (x-api-key or Authorization: Bearer).",
            [](ServerConfig& c) -> bool& { return c.auth.enabled; });
   string_key("auth", "api_keys_file", "YAML list of keys (key, tenant_id, is_admin, ...).",
@@ -284,7 +303,18 @@ Status Validate(const ServerConfig& c) {
     return Status::InvalidArgument("config: server.http_port and server.grpc_port are the same port");
   }
   if (c.persistence.data_dir.empty()) return Status::InvalidArgument("config key persistence.data_dir: empty");
+  if (c.auth.enabled && c.auth.api_keys_file.empty()) {
+    return Status::InvalidArgument(
+        "config: auth.enabled is true but auth.api_keys_file is not set (no key could ever be accepted)");
+  }
+  if (c.tls.enabled && (c.tls.cert_file.empty() || c.tls.key_file.empty())) {
+    return Status::InvalidArgument("config: tls.enabled needs tls.cert_file and tls.key_file");
+  }
   return Status::Ok();
+}
+
+bool IsLoopback(const std::string& bind) {
+  return bind == "localhost" || bind == "::1" || bind == "[::1]" || bind.rfind("127.", 0) == 0;
 }
 
 std::vector<std::string> ProcessEnv() {
@@ -383,6 +413,7 @@ Result<LaunchOptions> LoadLaunchOptions(int argc, const char* const* argv) {
   app.add_option("--set", sets, "section.key=value, for any key (repeatable)");
   app.add_option("--port-file", lo.port_file, "write {\"http\":N,\"grpc\":N} here once serving");
   app.add_flag("--generate-config", lo.generate_config, "print the default configuration and exit");
+  app.add_flag("--insecure", lo.insecure, "allow binding a non-loopback address with auth disabled");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -419,6 +450,12 @@ Result<LaunchOptions> LoadLaunchOptions(int argc, const char* const* argv) {
   if (http_port >= 0) KYRODB_RETURN_IF_ERROR(set("server", "http_port", std::to_string(http_port)));
   if (grpc_port >= 0) KYRODB_RETURN_IF_ERROR(set("server", "grpc_port", std::to_string(grpc_port)));
   KYRODB_RETURN_IF_ERROR(Validate(c));
+  if (!c.auth.enabled && !lo.insecure && !IsLoopback(c.server.bind)) {
+    return Status::InvalidArgument("config: server.bind is " + c.server.bind +
+                                   " (not loopback) and auth is disabled: anyone on the network could "
+                                   "read and change every document. Enable auth, bind 127.0.0.1, or "
+                                   "pass --insecure to accept this explicitly");
+  }
   lo.config = std::move(c);
   return lo;
 }

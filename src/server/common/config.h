@@ -66,6 +66,17 @@ struct ServerConfig {
     std::string key_file;
     std::string ca_file;
   } tls;
+  struct Limits {
+    uint32_t max_connections = 1024;       // per server (HTTP; gRPC: concurrent streams)
+    uint32_t max_header_kb = 16;           // HTTP request line + headers
+    uint32_t idle_timeout_secs = 60;       // keep-alive connection with no request
+    uint32_t read_timeout_secs = 10;       // to receive one whole request once it started
+    uint32_t max_concurrent_searches = 0;  // 0: twice the hardware threads
+    uint32_t search_queue = 256;           // searches waiting for a slot before "overloaded"
+    uint32_t search_queue_timeout_ms = 1000;
+    uint32_t max_k = 1000;
+    uint32_t max_ef_search = 10000;
+  } limits;
   struct RateLimit {  // issue #6
     bool enabled = false;
     double max_qps_per_tenant = 0;
@@ -84,6 +95,7 @@ struct LaunchOptions {
   ServerConfig config;
   bool generate_config = false;  // print the defaults and exit
   std::string port_file;         // if set: {"http":N,"grpc":N} is written here once ready
+  bool insecure = false;         // allow a non-loopback bind without auth
 };
 
 // Parses argv (flags), reading --config's YAML and the environment in between. Returns

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iterator>
 #include <system_error>
+#include <thread>
 
 #include "base/clock.h"
 
@@ -52,13 +53,60 @@ uint64_t DirectoryBytes(const std::string& dir) {
 
 }  // namespace
 
-Service::Service(ServerConfig config) : config_(std::move(config)), started_at_ms_(NowMs()) {}
+namespace {
+RateLimiter::Options LimiterOptions(const ServerConfig& c) {
+  RateLimiter::Options o;
+  o.enabled = c.rate_limit.enabled;
+  o.tenant_qps = c.rate_limit.max_qps_per_tenant;
+  o.connection_qps = c.rate_limit.max_qps_per_connection;
+  o.global_qps = c.rate_limit.max_qps_global;
+  o.burst = c.rate_limit.burst;
+  return o;
+}
+}  // namespace
+
+Service::Service(ServerConfig config)
+    : config_(std::move(config)), limiter_(LimiterOptions(config_)), started_at_ms_(NowMs()) {
+  max_searches_ = config_.limits.max_concurrent_searches != 0
+                      ? config_.limits.max_concurrent_searches
+                      : std::max(2u, 2 * std::thread::hardware_concurrency());
+}
 Service::~Service() {
   if (db_ != nullptr && !closed_) db_->Close().IgnoreError();
 }
 
-std::unique_ptr<Service> Service::Create(const ServerConfig& config) {
-  return std::unique_ptr<Service>(new Service(config));
+Result<std::unique_ptr<Service>> Service::Create(const ServerConfig& config) {
+  std::unique_ptr<Service> s(new Service(config));
+  if (config.auth.enabled) {
+    auto keys = ApiKeyStore::FromFile(config.auth.api_keys_file);
+    if (!keys.ok()) return keys.status();
+    s->keys_ = std::move(keys).value();
+    spdlog::info("auth: {} API keys from {}", s->keys_->size(), config.auth.api_keys_file);
+  }
+  return s;
+}
+
+ApiResult<RequestContext> Service::Authenticate(std::string_view x_api_key,
+                                                std::string_view authorization) const {
+  if (keys_ == nullptr) return RequestContext{};
+  auto p = keys_->Authenticate(ExtractApiKey(x_api_key, authorization));
+  if (!p.ok()) return p.error();
+  return RequestContext{std::move(p->tenant), p->is_admin, p->max_qps, p->max_vectors};
+}
+
+Status Service::ReloadKeys() {
+  if (keys_ == nullptr) return Status::Ok();
+  KYRODB_RETURN_IF_ERROR(keys_->Reload(config_.auth.api_keys_file));
+  spdlog::info("auth: reloaded {} API keys from {}", keys_->size(), config_.auth.api_keys_file);
+  return Status::Ok();
+}
+
+ApiStatus Service::Admit(const RequestContext& ctx, TokenBucket* connection, int* retry_after_secs) {
+  int retry = 1;
+  if (limiter_.Allow(connection, ctx.tenant, ctx.max_qps, &retry)) return std::nullopt;
+  if (retry_after_secs != nullptr) *retry_after_secs = retry;
+  return ApiError{ErrorCode::kResourceExhausted,
+                  fmt::format("rate limit exceeded; retry after {} s", retry)};
 }
 
 Status Service::Recover() {
@@ -80,7 +128,8 @@ Status Service::Recover() {
 
 Result<std::unique_ptr<Service>> Service::Open(const ServerConfig& config) {
   auto s = Create(config);
-  KYRODB_RETURN_IF_ERROR(s->Recover());
+  if (!s.ok()) return s.status();
+  KYRODB_RETURN_IF_ERROR((*s)->Recover());
   return s;
 }
 
@@ -96,8 +145,17 @@ ApiResult<std::shared_ptr<Collection>> Service::ResolveCollection(const RequestC
   if (!ready()) return NotReady();
   const std::string n = CollectionName(name);
   auto c = db_->GetCollection(ctx.tenant, n);
-  if (!c.ok()) return ApiError{ErrorCode::kCollectionNotFound, "collection '" + n + "' does not exist"};
-  return std::move(c).value();
+  if (c.ok()) return std::move(c).value();
+  if (n == kDefaultCollection) {
+    // Every tenant has a `default` collection shaped by config.hnsw, made on first use, so
+    // requests that name no collection work for every tenant.
+    auto made = db_->CreateCollection(ctx.tenant, n, config_.DefaultCollectionOptions());
+    if (made.ok()) return std::move(made).value();
+    c = db_->GetCollection(ctx.tenant, n);  // created concurrently
+    if (c.ok()) return std::move(c).value();
+    return FromStatus(made.status());
+  }
+  return ApiError{ErrorCode::kCollectionNotFound, "collection '" + n + "' does not exist"};
 }
 
 ApiStatus Service::ValidateEmbedding(const Collection& c, const std::vector<float>& v,
@@ -136,12 +194,33 @@ ApiStatus Service::ValidateDocKey(const DocKey& key) {
 
 // ---------------- data ----------------
 
+namespace {
+ApiError QuotaExceeded(const RequestContext& ctx, uint64_t have, uint64_t adding) {
+  return ApiError{ErrorCode::kResourceExhausted,
+                  fmt::format("tenant '{}' holds {} vectors; adding {} would pass its quota of {}",
+                              ctx.tenant, have, adding, ctx.max_vectors)};
+}
+}  // namespace
+
+uint64_t Service::TenantDocuments(const std::string& tenant) const {
+  uint64_t total = 0;
+  for (const CollectionInfo& info : db_->ListCollections(tenant)) {
+    auto c = db_->GetCollection(tenant, info.name);
+    if (c.ok()) total += (*c)->document_count();
+  }
+  return total;
+}
+
 ApiResult<DocKey> Service::Insert(const RequestContext& ctx, std::string_view collection,
                                   Document doc) {
   auto c = ResolveCollection(ctx, collection);
   if (!c.ok()) return c.error();
   if (auto e = ValidateDocKey(doc.key)) return *e;
   if (auto e = ValidateEmbedding(**c, doc.embedding, "embedding")) return *e;
+  if (ctx.max_vectors != 0) {
+    const uint64_t have = TenantDocuments(ctx.tenant);
+    if (have + 1 > ctx.max_vectors) return QuotaExceeded(ctx, have, 1);
+  }
   Status s = (*c)->Upsert(doc);
   if (!s.ok()) return FromStatus(s);
   inserts_.fetch_add(1, std::memory_order_relaxed);
@@ -169,6 +248,15 @@ BulkInsertReply Service::BulkInsert(const RequestContext& ctx, std::string_view 
     }
     valid.push_back(std::move(docs[i]));
     index.push_back(i);
+  }
+  if (ctx.max_vectors != 0 && !valid.empty()) {
+    const uint64_t have = TenantDocuments(ctx.tenant);
+    if (have + valid.size() > ctx.max_vectors) {
+      const ApiError e = QuotaExceeded(ctx, have, valid.size());
+      for (size_t i : index) reply.errors.emplace_back(i, e);
+      valid.clear();
+      index.clear();
+    }
   }
   std::vector<Status> results;
   (*c)->UpsertBatch(valid, &results).IgnoreError();  // per-document statuses below
@@ -208,12 +296,14 @@ ApiResult<SearchReply> Service::Search(const RequestContext& ctx, std::string_vi
   auto c = ResolveCollection(ctx, collection);
   if (!c.ok()) return c.error();
   if (auto e = ValidateEmbedding(**c, request.query, "query_embedding")) return *e;
-  if (request.k < 1 || request.k > kMaxK) {
-    return ApiError{ErrorCode::kInvalidK, fmt::format("k must be in 1..{} (got {})", kMaxK, request.k)};
+  const uint32_t max_k = std::min(kMaxK, config_.limits.max_k);
+  const uint32_t max_ef = std::min(kMaxEfSearch, config_.limits.max_ef_search);
+  if (request.k < 1 || request.k > max_k) {
+    return ApiError{ErrorCode::kInvalidK, fmt::format("k must be in 1..{} (got {})", max_k, request.k)};
   }
-  if (request.ef > kMaxEfSearch) {
+  if (request.ef > max_ef) {
     return ApiError{ErrorCode::kInvalidEfSearch,
-                    fmt::format("ef_search must be at most {} (got {})", kMaxEfSearch, request.ef)};
+                    fmt::format("ef_search must be at most {} (got {})", max_ef, request.ef)};
   }
   if (request.has_min_score && !std::isfinite(request.min_score)) {
     return ApiError{ErrorCode::kNonFiniteValue, "min_score must be a finite number"};
@@ -221,6 +311,38 @@ ApiResult<SearchReply> Service::Search(const RequestContext& ctx, std::string_vi
   if (filter != nullptr) {
     request.filter = [filter](const Metadata& md) { return Matches(*filter, md); };
   }
+  // Admission: a bounded number of searches run; a bounded number wait, for a bounded time.
+  {
+    std::unique_lock<std::mutex> l(search_mu_);
+    if (searches_running_ >= max_searches_) {
+      if (searches_waiting_ >= config_.limits.search_queue) {
+        return ApiError{ErrorCode::kResourceExhausted,
+                        fmt::format("server overloaded: {} searches running, {} waiting; retry later",
+                                    searches_running_, searches_waiting_)};
+      }
+      ++searches_waiting_;
+      const bool got = search_cv_.wait_for(
+          l, std::chrono::milliseconds(config_.limits.search_queue_timeout_ms),
+          [&] { return searches_running_ < max_searches_; });
+      --searches_waiting_;
+      if (!got) {
+        return ApiError{ErrorCode::kResourceExhausted,
+                        fmt::format("server overloaded: no search slot within {} ms; retry later",
+                                    config_.limits.search_queue_timeout_ms)};
+      }
+    }
+    ++searches_running_;
+  }
+  struct Release {
+    Service* s;
+    ~Release() {
+      {
+        std::lock_guard<std::mutex> l(s->search_mu_);
+        --s->searches_running_;
+      }
+      s->search_cv_.notify_one();
+    }
+  } release{this};
   SearchReply reply;
   const auto t0 = std::chrono::steady_clock::now();
   auto hits = (*c)->Search(request, &reply.path);
@@ -284,6 +406,7 @@ ApiResult<bool> Service::UpdateMetadata(const RequestContext& ctx, std::string_v
 
 ApiResult<FlushResult> Service::Flush(const RequestContext& ctx, std::string_view collection) {
   if (!ready()) return NotReady();
+  if (!ctx.is_admin) return ApiError{ErrorCode::kPermissionDenied, "flush needs an admin key"};
   std::vector<std::shared_ptr<Collection>> targets;
   if (collection.empty()) {
     for (const CollectionInfo& info : db_->ListCollections(ctx.tenant)) {
@@ -382,15 +505,49 @@ std::vector<CollectionInfo> Service::ListCollections(const RequestContext& ctx) 
   return db_->ListCollections(ctx.tenant);
 }
 
-ApiStatus Service::DropCollection(const RequestContext& ctx, std::string_view name) {
+ApiStatus Service::DropCollection(const RequestContext& ctx, std::string_view name,
+                                  std::string_view tenant) {
   if (!ready()) return NotReady();
-  Status s = db_->DropCollection(ctx.tenant, std::string(name));
+  std::string owner = ctx.tenant;
+  if (!tenant.empty() && tenant != ctx.tenant) {
+    if (!ctx.is_admin) {
+      return ApiError{ErrorCode::kPermissionDenied, "dropping another tenant's collection needs an admin key"};
+    }
+    owner = std::string(tenant);
+  }
+  Status s = db_->DropCollection(owner, std::string(name));
   if (s.code() == StatusCode::kNotFound) {
     return ApiError{ErrorCode::kCollectionNotFound, "collection '" + std::string(name) + "' does not exist"};
   }
   if (!s.ok()) return FromStatus(s);
-  spdlog::info("collection dropped: {}/{}", ctx.tenant, name);
+  spdlog::info("collection dropped: {}/{}", owner, name);
   return std::nullopt;
+}
+
+ApiResult<std::vector<TenantUsage>> Service::Usage(const RequestContext& ctx, bool all) const {
+  if (!ready()) return NotReady();
+  if (all && !ctx.is_admin) {
+    return ApiError{ErrorCode::kPermissionDenied, "usage of all tenants needs an admin key"};
+  }
+  std::vector<TenantUsage> out;
+  auto add = [&](const CollectionInfo& info) {
+    if (out.empty() || out.back().tenant != info.tenant) {
+      out.push_back(TenantUsage{info.tenant, 0, 0, info.tenant == ctx.tenant ? ctx.max_vectors : 0});
+    }
+    auto c = db_->GetCollection(info.tenant, info.name);
+    out.back().collections += 1;
+    if (c.ok()) out.back().documents += (*c)->document_count();
+  };
+  if (all) {
+    std::vector<CollectionInfo> infos = db_->ListAllCollections();
+    std::stable_sort(infos.begin(), infos.end(),
+                     [](const CollectionInfo& a, const CollectionInfo& b) { return a.tenant < b.tenant; });
+    for (const auto& info : infos) add(info);
+  } else {
+    for (const auto& info : db_->ListCollections(ctx.tenant)) add(info);
+    if (out.empty()) out.push_back(TenantUsage{ctx.tenant, 0, 0, ctx.max_vectors});
+  }
+  return out;
 }
 
 // ---------------- operations ----------------

@@ -10,6 +10,8 @@
 
 #include <array>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -22,14 +24,27 @@
 #include "server/common/config.h"
 #include "server/common/metadata_filter.h"
 #include "server/common/metrics.h"
+#include "server/common/api_keys.h"
+#include "server/common/rate_limiter.h"
 
 namespace kyrodb::server {
 
-// Who is asking. Issue #6 fills it from the API key; until then every request is the
-// `default` tenant with admin rights.
+// Who is asking: from the API key (Service::Authenticate), or, with auth disabled, the
+// `default` tenant with admin rights. A tenant only ever names its own collections: every
+// collection lookup is by (ctx.tenant, name), so isolation holds by construction.
 struct RequestContext {
   std::string tenant = "default";
   bool is_admin = true;
+  double max_qps = 0;        // the key's own rate limit (0: rate_limit.max_qps_per_tenant)
+  uint64_t max_vectors = 0;  // the key's quota over the tenant's collections (0: none)
+};
+
+// Documents and collections of one tenant (GET /usage).
+struct TenantUsage {
+  std::string tenant;
+  uint64_t collections = 0;
+  uint64_t documents = 0;
+  uint64_t max_vectors = 0;  // the caller's quota when it is this tenant (0: none or unknown)
 };
 
 inline constexpr uint32_t kMaxK = 1000;
@@ -90,7 +105,8 @@ class Service {
   // A service that is not ready yet: health, readiness and metrics answer; data calls fail
   // with NOT_READY until Recover() succeeded. main() starts the servers in between, so /ready
   // says 503 during recovery.
-  static std::unique_ptr<Service> Create(const ServerConfig& config);
+  // Fails if auth is enabled and the keys file cannot be read.
+  static Result<std::unique_ptr<Service>> Create(const ServerConfig& config);
   // Opens the database (recovery), creates the `default` collection from config.hnsw if it does
   // not exist, then becomes ready. Fails with the recovery error (strict mode).
   Status Recover();
@@ -103,8 +119,22 @@ class Service {
   bool ready() const { return ready_.load(std::memory_order_acquire); }
   const std::string& recovery_summary() const;
 
+  // --- authentication, rate limits, admission (both transports, before any other work) ---
+  // The caller behind the request's `x-api-key` / `authorization: Bearer` values. With auth
+  // disabled: the default context. UNAUTHENTICATED for missing, unknown or disabled keys.
+  ApiResult<RequestContext> Authenticate(std::string_view x_api_key,
+                                         std::string_view authorization) const;
+  bool auth_enabled() const { return keys_ != nullptr; }
+  // Re-reads auth.api_keys_file (SIGHUP); on error the old keys stay.
+  Status ReloadKeys();
+  // Token buckets: the connection's (may be null), the tenant's, the global one.
+  // RESOURCE_EXHAUSTED with *retry_after_secs set when over a limit.
+  ApiStatus Admit(const RequestContext& ctx, TokenBucket* connection, int* retry_after_secs);
+  RateLimiter& rate_limiter() { return limiter_; }
+
   // --- validation shared by both transports (also used by the decoders) ---
-  // The collection a request names ("" = default) for this tenant.
+  // The collection a request names ("" = default) for this tenant. A tenant's `default`
+  // collection is created from config.hnsw the first time it is named.
   ApiResult<std::shared_ptr<Collection>> ResolveCollection(const RequestContext& ctx,
                                                            std::string_view name) const;
   // Dimension, finiteness, length limits. `field` names the field in messages ("embedding").
@@ -141,7 +171,11 @@ class Service {
                                              const CollectionOptions& options);
   ApiResult<CollectionInfo> DescribeCollection(const RequestContext& ctx, std::string_view name);
   std::vector<CollectionInfo> ListCollections(const RequestContext& ctx) const;
-  ApiStatus DropCollection(const RequestContext& ctx, std::string_view name);
+  // The caller's own collection; an admin may name another tenant's with `tenant`.
+  ApiStatus DropCollection(const RequestContext& ctx, std::string_view name,
+                           std::string_view tenant = {});
+  // The caller's tenant; an admin asking for `all` gets every tenant.
+  ApiResult<std::vector<TenantUsage>> Usage(const RequestContext& ctx, bool all) const;
 
   // --- operations ---
   HealthReport Health() const;
@@ -154,10 +188,19 @@ class Service {
 
  private:
   explicit Service(ServerConfig config);
+  uint64_t TenantDocuments(const std::string& tenant) const;
 
   ServerConfig config_;
   std::unique_ptr<Database> db_;
   RequestMetrics metrics_;
+  std::unique_ptr<ApiKeyStore> keys_;  // null: auth disabled
+  RateLimiter limiter_;
+  // Search admission: at most max_concurrent_searches run; up to search_queue wait.
+  std::mutex search_mu_;
+  std::condition_variable search_cv_;
+  uint32_t searches_running_ = 0;  // GUARDED_BY(search_mu_)
+  uint32_t searches_waiting_ = 0;  // GUARDED_BY(search_mu_)
+  uint32_t max_searches_ = 0;
   std::atomic<bool> ready_{false};
   bool closed_ = false;
   int64_t started_at_ms_ = 0;

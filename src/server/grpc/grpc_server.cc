@@ -110,9 +110,10 @@ class GrpcServer::Impl {
           return;
         }
       }
-      // Still armed: Stop() waits before it shuts the server down.
+      // Still armed: Stop() waits before it shuts the server down. Only a change is published
+      // (every SetServingStatus call is an update to Watch clients).
       const bool ready = service_.ready();
-      SetServing(ready);
+      if (ready) SetServing(true);
       std::lock_guard<std::mutex> lock(mu_);
       if (ready || stopping_) {
         alarm_armed_ = false;

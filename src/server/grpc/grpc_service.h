@@ -48,8 +48,10 @@ class GrpcService final : public ::kyrodb::v1::KyroDBService::CallbackService {
   InsertBatcher batcher_;
 };
 
-// Who is calling (issue #6 fills it from the x-api-key / authorization metadata).
-RequestContext ContextOf(const ::grpc::CallbackServerContext& ctx);
+// Who is calling (x-api-key / authorization metadata, Service::Authenticate) and whether the rate
+// limits admit the call (Service::Admit): UNAUTHENTICATED / RESOURCE_EXHAUSTED otherwise. Every
+// RPC but Health (liveness) starts with it; BulkSearch asks again for every search.
+ApiResult<RequestContext> Caller(server::Service& service, const ::grpc::CallbackServerContext& ctx);
 
 // Times one call and records it in service.metrics() under Transport::kGrpc.
 class CallTimer {
@@ -64,11 +66,12 @@ class CallTimer {
 };
 
 // The stream reactors (grpc_streams.cc). Each deletes itself when the call is done.
-GrpcService::InsertReader* NewBulkInsertReactor(Service& service, RequestContext ctx,
+// A failed `caller` finishes the call at once with its error.
+GrpcService::InsertReader* NewBulkInsertReactor(Service& service, ApiResult<RequestContext> caller,
                                                 v1::InsertResponse* resp);
-GrpcService::InsertReader* NewBulkLoadReactor(Service& service, RequestContext ctx,
+GrpcService::InsertReader* NewBulkLoadReactor(Service& service, ApiResult<RequestContext> caller,
                                               v1::BulkLoadResponse* resp);
 ::grpc::ServerBidiReactor<v1::SearchRequest, v1::SearchResponse>* NewBulkSearchReactor(
-    Service& service, RequestContext ctx);
+    Service& service, ApiResult<RequestContext> caller);
 
 }  // namespace kyrodb::server

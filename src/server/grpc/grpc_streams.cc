@@ -36,10 +36,20 @@ bool IsPerItemError(const ApiError& e) {
 // Subclasses say how to answer at the end.
 class InsertStreamReactor : public ::grpc::ServerReadReactor<pb::InsertRequest> {
  public:
-  InsertStreamReactor(Service& service, RequestContext ctx, Endpoint endpoint)
-      : service_(service), ctx_(std::move(ctx)), timer_(service, endpoint) {}
+  InsertStreamReactor(Service& service, ApiResult<RequestContext> caller, Endpoint endpoint)
+      : service_(service),
+        ctx_(caller.ok() ? std::move(*caller) : RequestContext{}),
+        timer_(service, endpoint) {
+    if (!caller.ok()) refused_ = caller.error();
+  }
 
-  void Begin() { StartRead(&request_); }
+  void Begin() {
+    if (refused_) {
+      Complete(ToGrpcStatus(*refused_));
+      return;
+    }
+    StartRead(&request_);
+  }
 
   void OnReadDone(bool ok) override {
     if (!ok) {  // end of the client's stream (or cancelled: Finish is then ignored)
@@ -116,6 +126,7 @@ class InsertStreamReactor : public ::grpc::ServerReadReactor<pb::InsertRequest> 
   }
 
   CallTimer timer_;
+  ApiStatus refused_;  // authentication or admission failed
   pb::InsertRequest request_;
   std::string namespace_;  // of the pending batch
   std::vector<Document> batch_;
@@ -124,8 +135,8 @@ class InsertStreamReactor : public ::grpc::ServerReadReactor<pb::InsertRequest> 
 
 class BulkInsertReactor final : public InsertStreamReactor {
  public:
-  BulkInsertReactor(Service& service, RequestContext ctx, pb::InsertResponse* response)
-      : InsertStreamReactor(service, std::move(ctx), Endpoint::kBulkInsert), response_(response) {}
+  BulkInsertReactor(Service& service, ApiResult<RequestContext> caller, pb::InsertResponse* response)
+      : InsertStreamReactor(service, std::move(caller), Endpoint::kBulkInsert), response_(response) {}
 
  private:
   void FinishStream() override {
@@ -148,8 +159,8 @@ class BulkInsertReactor final : public InsertStreamReactor {
 // call returns.
 class BulkLoadReactor final : public InsertStreamReactor {
  public:
-  BulkLoadReactor(Service& service, RequestContext ctx, pb::BulkLoadResponse* response)
-      : InsertStreamReactor(service, std::move(ctx), Endpoint::kBulkInsert),
+  BulkLoadReactor(Service& service, ApiResult<RequestContext> caller, pb::BulkLoadResponse* response)
+      : InsertStreamReactor(service, std::move(caller), Endpoint::kBulkInsert),
         response_(response),
         start_(std::chrono::steady_clock::now()) {}
 
@@ -187,8 +198,12 @@ class BulkLoadReactor final : public InsertStreamReactor {
 // order and at most one is buffered.
 class BulkSearchReactor final : public ::grpc::ServerBidiReactor<pb::SearchRequest, pb::SearchResponse> {
  public:
-  BulkSearchReactor(Service& service, RequestContext ctx)
-      : service_(service), ctx_(std::move(ctx)) {
+  BulkSearchReactor(Service& service, ApiResult<RequestContext> caller)
+      : service_(service), ctx_(caller.ok() ? std::move(*caller) : RequestContext{}) {
+    if (!caller.ok()) {
+      Finish(ToGrpcStatus(caller.error()));
+      return;
+    }
     StartRead(&request_);
   }
 
@@ -201,7 +216,9 @@ class BulkSearchReactor final : public ::grpc::ServerBidiReactor<pb::SearchReque
     response_.Clear();
     MetadataFilter filter;
     bool has_filter = false;
-    ApiStatus error = grpc_convert::ToFilter(request_, &filter, &has_filter);
+    int retry_after_secs = 0;
+    ApiStatus error = service_.Admit(ctx_, nullptr, &retry_after_secs);  // every search counts
+    if (!error) error = grpc_convert::ToFilter(request_, &filter, &has_filter);
     if (!error) {
       auto r = service_.Search(ctx_, request_.namespace_(), grpc_convert::ToSearchRequest(request_),
                                has_filter ? &filter : nullptr);
@@ -241,23 +258,23 @@ class BulkSearchReactor final : public ::grpc::ServerBidiReactor<pb::SearchReque
 
 }  // namespace
 
-GrpcService::InsertReader* NewBulkInsertReactor(Service& service, RequestContext ctx,
+GrpcService::InsertReader* NewBulkInsertReactor(Service& service, ApiResult<RequestContext> caller,
                                                 pb::InsertResponse* resp) {
-  auto* r = new BulkInsertReactor(service, std::move(ctx), resp);
+  auto* r = new BulkInsertReactor(service, std::move(caller), resp);
   r->Begin();
   return r;
 }
 
-GrpcService::InsertReader* NewBulkLoadReactor(Service& service, RequestContext ctx,
+GrpcService::InsertReader* NewBulkLoadReactor(Service& service, ApiResult<RequestContext> caller,
                                               pb::BulkLoadResponse* resp) {
-  auto* r = new BulkLoadReactor(service, std::move(ctx), resp);
+  auto* r = new BulkLoadReactor(service, std::move(caller), resp);
   r->Begin();
   return r;
 }
 
 ::grpc::ServerBidiReactor<pb::SearchRequest, pb::SearchResponse>* NewBulkSearchReactor(
-    Service& service, RequestContext ctx) {
-  return new BulkSearchReactor(service, std::move(ctx));
+    Service& service, ApiResult<RequestContext> caller) {
+  return new BulkSearchReactor(service, std::move(caller));
 }
 
 }  // namespace kyrodb::server
