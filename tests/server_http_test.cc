@@ -2,6 +2,10 @@
 // loopback sockets (Service and HttpServer in this process, a synchronous Beast client).
 #include <utility>  // before Boost (BUILD-NOTES)
 
+// GCC 12 + ASan: a false maybe-uninitialized inside Beast 1.74's basic_parser (see
+// http_server.cc).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
@@ -12,6 +16,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <chrono>
@@ -461,6 +466,10 @@ class Client {
     return r;
   }
 
+  void ReadHeaderOnly(bhttp::response_parser<bhttp::empty_body>& parser) {
+    bhttp::read(socket_, buffer_, parser);
+  }
+
   void WriteRaw(std::string_view bytes) { net::write(socket_, net::buffer(bytes.data(), bytes.size())); }
 
   // True when the server closed the connection (EOF or reset with nothing more to read).
@@ -813,6 +822,15 @@ TEST_F(HttpServerTest, UnknownRoutesMethodsAndMediaTypes) {
   Reply m3 = c.Send(bhttp::verb::patch, "/v1/collections/default", "{}");
   EXPECT_EQ(m3.status, 405u);
   EXPECT_EQ(m3.allow, "GET, PUT, DELETE");
+
+  // HEAD answers GET's headers without a body; the connection stays usable.
+  c.WriteRaw("HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n");
+  bhttp::response_parser<bhttp::empty_body> head;
+  head.skip(true);
+  c.ReadHeaderOnly(head);
+  EXPECT_EQ(head.get().result_int(), 200u);
+  EXPECT_NE(head.get()[bhttp::field::content_length], "0");
+  EXPECT_EQ(c.Get("/ready").status, 200u);
 
   Reply u = c.Send(bhttp::verb::post, "/v1/insert",
                    R"({"doc_id": 1, "embedding": [1, 2, 3, 4]})", "text/plain");
