@@ -11,7 +11,7 @@
 
 #include "kyrodb/v1/kyrodb.grpc.pb.h"
 #include "server/common/service.h"
-#include "server/grpc/insert_batcher.h"
+#include "server/common/insert_batcher.h"
 
 namespace kyrodb::server {
 
