@@ -14,6 +14,9 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/read.hpp>
@@ -22,6 +25,8 @@
 #include <boost/beast/http/write.hpp>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
 #include <limits>
 #include <memory>
 #include <random>
@@ -491,6 +496,19 @@ class Client {
   }
 
   void WriteRaw(std::string_view bytes) { net::write(socket_, net::buffer(bytes.data(), bytes.size())); }
+
+  // Everything the server sends until it closes the connection (or an error).
+  std::string ReadUntilClosed() {
+    std::string out(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+    char buf[4096];
+    beast::error_code ec;
+    for (;;) {
+      const size_t n = socket_.read_some(net::buffer(buf), ec);
+      if (ec) break;
+      out.append(buf, n);
+    }
+    return out;
+  }
 
   // True when the server closed the connection (EOF or reset with nothing more to read).
   bool PeerClosed() {
@@ -1335,21 +1353,279 @@ TEST_F(HttpLimitsTest, ConnectionsOverTheLimitAreClosed) {
   EXPECT_TRUE(served);
 }
 
-TEST(HttpServerConfigTest, RefusesToServePlaintextWhenTlsIsConfigured) {
+// ---------------------------------------------------------------------------------------------
+// Asynchronous inserts: group commit with fsync_policy: always, order on one connection
+
+class HttpGroupCommitTest : public HttpServerTest {
+ protected:
+  void Tune(ServerConfig& c) override { c.persistence.fsync_policy = "always"; }
+};
+
+double MetricValue(const std::string& text, const std::string& name) {
+  double sum = 0;
+  size_t pos = 0;
+  while ((pos = text.find(name, pos)) != std::string::npos) {
+    const bool line_start = pos == 0 || text[pos - 1] == '\n';
+    const size_t eol = text.find('\n', pos);
+    const std::string line = text.substr(pos, eol - pos);
+    pos = eol == std::string::npos ? text.size() : eol;
+    if (!line_start) continue;
+    const size_t sp = line.rfind(' ');
+    if (sp == std::string::npos) continue;
+    const std::string head = line.substr(0, sp);
+    if (head != name && head.rfind(name + "{", 0) != 0) continue;
+    sum += std::strtod(line.c_str() + sp + 1, nullptr);
+  }
+  return sum;
+}
+
+TEST_F(HttpGroupCommitTest, ConcurrentInsertsOverKeepAliveAreAllAcknowledgedAndReadable) {
+  constexpr int kClients = 16;
+  constexpr int kPerClient = 40;
+  std::atomic<int> acknowledged{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kClients; ++t) {
+    threads.emplace_back([&, t] {
+      Client c = Connect();
+      for (int i = 0; i < kPerClient; ++i) {
+        const int id = 1 + t * kPerClient + i;
+        Reply r = c.Post("/v1/insert", "{\"doc_id\": " + std::to_string(id) +
+                                           ", \"embedding\": [1, 2, 3, " + std::to_string(id) +
+                                           "]}");
+        if (r.status == 200u && r.body.find("\"doc_id\":" + std::to_string(id)) !=
+                                    std::string::npos) {
+          acknowledged.fetch_add(1);
+        } else {
+          ADD_FAILURE() << r.status << " " << r.body;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(acknowledged.load(), kClients * kPerClient);
+  Client c = Connect();
+  for (int id = 1; id <= kClients * kPerClient; ++id) {
+    Reply r = c.Post("/v1/query", "{\"doc_id\": " + std::to_string(id) +
+                                      ", \"include_embedding\": true}");
+    ASSERT_EQ(r.status, 200u) << id << " " << r.body;
+  }
+  // The WAL grouped concurrent inserts: fewer fsyncs than records.
+  const std::string metrics = c.Get("/metrics").body;
+  const double records = MetricValue(metrics, "kyrodb_wal_records_total");
+  const double fsyncs = MetricValue(metrics, "kyrodb_wal_fsyncs_total");
+  EXPECT_GE(records, kClients * kPerClient);
+  EXPECT_LT(fsyncs, records) << metrics;
+  std::printf("[          ] %d inserts: %.0f WAL records, %.0f fsyncs\n", kClients * kPerClient,
+              records, fsyncs);
+}
+
+TEST_F(HttpGroupCommitTest, PipelinedInsertsAndReadsAreAnsweredInOrder) {
+  Client c = Connect();
+  // insert i, query i, insert i+1, ... in one write: each query sees the insert before it.
+  std::string pipelined;
+  constexpr int kDocs = 25;
+  for (int i = 1; i <= kDocs; ++i) {
+    const std::string ins = "{\"doc_id\": " + std::to_string(i) +
+                            ", \"embedding\": [1, 1, 1, " + std::to_string(i) + "]}";
+    const std::string q = "{\"doc_id\": " + std::to_string(i) + "}";
+    for (const auto& [target, body] : {std::pair{"/v1/insert", ins}, std::pair{"/v1/query", q}}) {
+      pipelined += std::string("POST ") + target +
+                   " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+    }
+  }
+  pipelined += "POST /v1/flush HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+  pipelined += "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+  c.WriteRaw(pipelined);
+  simdjson::dom::parser p;
+  for (int i = 1; i <= kDocs; ++i) {
+    Reply ins = c.Read();
+    ASSERT_EQ(ins.status, 200u) << ins.body;
+    EXPECT_EQ(uint64_t(ParseJson(p, ins.body)["doc_id"]), uint64_t(i));
+    Reply q = c.Read();
+    ASSERT_EQ(q.status, 200u) << q.body;
+    EXPECT_EQ(uint64_t(ParseJson(p, q.body)["doc_id"]), uint64_t(i));
+  }
+  Reply flush = c.Read();
+  EXPECT_EQ(flush.status, 200u) << flush.body;
+  EXPECT_NE(flush.body.find("docs_flushed"), std::string::npos) << flush.body;
+  Reply health = c.Read();
+  EXPECT_EQ(health.status, 200u);
+  EXPECT_NE(health.body.find("\"status\""), std::string::npos);
+  // An insert refused before the batch (wrong dimension) is answered at once, in order too.
+  Reply bad = c.Post("/v1/insert", "{\"doc_id\": 1000, \"embedding\": [1, 2]}");
+  EXPECT_EQ(bad.status, 400u) << bad.body;
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTPS
+
+// Runs `openssl req` for a throwaway self-signed certificate; false if openssl is missing.
+bool MakeSelfSigned(const std::string& key, const std::string& cert, const std::string& cn) {
+  const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -keyout '" + key +
+                          "' -out '" + cert + "' -days 1 -subj /CN=" + cn +
+                          " -addext subjectAltName=DNS:localhost,IP:127.0.0.1 >/dev/null 2>&1";
+  return std::system(cmd.c_str()) == 0;
+}
+
+// A synchronous Beast client over TLS that verifies the server against `ca_file`.
+class TlsClient {
+ public:
+  TlsClient(uint16_t port, const std::string& ca_file, const std::string& client_cert = {},
+            const std::string& client_key = {})
+      : ctx_(net::ssl::context::tls_client), stream_(ioc_, ctx_) {
+    ctx_.load_verify_file(ca_file);
+    if (!client_cert.empty()) {
+      ctx_.use_certificate_chain_file(client_cert);
+      ctx_.use_private_key_file(client_key, net::ssl::context::pem);
+    }
+    stream_.set_verify_mode(net::ssl::verify_peer);
+    stream_.set_verify_callback(net::ssl::host_name_verification("localhost"));
+    SSL_set_tlsext_host_name(stream_.native_handle(), "localhost");
+    stream_.next_layer().connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+  }
+  beast::error_code Handshake() {
+    beast::error_code ec;
+    stream_.handshake(net::ssl::stream_base::client, ec);
+    if (!ec) {
+      // TLS 1.3: a refused client certificate shows up on the first read, not the handshake.
+      // A GET /health tells whether the server kept the connection.
+      bhttp::request<bhttp::empty_body> req{bhttp::verb::get, "/health", 11};
+      req.set(bhttp::field::host, "localhost");
+      bhttp::write(stream_, req, ec);
+      if (ec) return ec;
+      bhttp::response<bhttp::string_body> res;
+      bhttp::read(stream_, buffer_, res, ec);
+    }
+    return ec;
+  }
+  Reply Post(const std::string& target, const std::string& body) {
+    bhttp::request<bhttp::string_body> req{bhttp::verb::post, target, 11};
+    req.set(bhttp::field::host, "localhost");
+    req.set(bhttp::field::content_type, "application/json");
+    req.body() = body;
+    req.prepare_payload();
+    bhttp::write(stream_, req);
+    bhttp::response<bhttp::string_body> res;
+    bhttp::read(stream_, buffer_, res);
+    Reply r;
+    r.status = res.result_int();
+    r.body = res.body();
+    return r;
+  }
+
+ private:
+  net::io_context ioc_;
+  net::ssl::context ctx_;
+  net::ssl::stream<tcp::socket> stream_;
+  beast::flat_buffer buffer_;
+};
+
+class HttpsTest : public HttpServerTest {
+ protected:
+  void SetUp() override {
+    if (!MakeSelfSigned(dir_.File("k.pem"), dir_.File("c.pem"), "localhost")) {
+      GTEST_SKIP() << "the openssl command is not available";
+    }
+    StartServer();
+  }
+  void Tune(ServerConfig& c) override {
+    c.tls.enabled = true;
+    c.tls.cert_file = dir_.File("c.pem");
+    c.tls.key_file = dir_.File("k.pem");
+    TuneTls(c);
+  }
+  virtual void TuneTls(ServerConfig&) {}
+};
+
+TEST_F(HttpsTest, InsertAndSearchOverTlsVerifyingTheServerCertificate) {
+  TlsClient c(http_->port(), dir_.File("c.pem"));
+  ASSERT_FALSE(c.Handshake()) << "handshake";
+  Reply ins = c.Post("/v1/insert", "{\"doc_id\": 7, \"embedding\": [1, 0, 0, 0]}");
+  ASSERT_EQ(ins.status, 200u) << ins.body;
+  Reply found = c.Post("/v1/search", "{\"query_embedding\": [1, 0, 0, 0], \"k\": 1}");
+  ASSERT_EQ(found.status, 200u) << found.body;
+  EXPECT_NE(found.body.find("\"doc_id\":7"), std::string::npos) << found.body;
+}
+
+TEST_F(HttpsTest, ACertificateFromAnotherAuthorityIsRefusedByTheClient) {
+  ASSERT_TRUE(MakeSelfSigned(dir_.File("other_k.pem"), dir_.File("other_c.pem"), "localhost"));
+  TlsClient c(http_->port(), dir_.File("other_c.pem"));
+  EXPECT_TRUE(c.Handshake());
+}
+
+TEST_F(HttpsTest, PlaintextHttpOnTheTlsPortGetsNoHttpAnswer) {
+  Client c = Connect();
+  c.WriteRaw("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+  // The server answers with a TLS alert at most, then closes: never an HTTP reply.
+  const std::string got = c.ReadUntilClosed();
+  EXPECT_EQ(got.find("HTTP/"), std::string::npos) << got;
+  // The server still serves TLS clients.
+  TlsClient tls(http_->port(), dir_.File("c.pem"));
+  EXPECT_FALSE(tls.Handshake());
+}
+
+class HttpsClientCertTest : public HttpsTest {
+ protected:
+  void TuneTls(ServerConfig& c) override {
+    // The client's self-signed certificate is its own CA.
+    ASSERT_TRUE(MakeSelfSigned(dir_.File("ck.pem"), dir_.File("cc.pem"), "client"));
+    c.tls.ca_file = dir_.File("cc.pem");
+  }
+};
+
+TEST_F(HttpsClientCertTest, OnlyClientsWithACertificateSignedByTheCaAreServed) {
+  {
+    TlsClient c(http_->port(), dir_.File("c.pem"), dir_.File("cc.pem"), dir_.File("ck.pem"));
+    ASSERT_FALSE(c.Handshake());
+    EXPECT_EQ(c.Post("/v1/insert", "{\"doc_id\": 1, \"embedding\": [1, 0, 0, 0]}").status,
+              200u);
+  }
+  {
+    TlsClient c(http_->port(), dir_.File("c.pem"));  // no client certificate
+    EXPECT_TRUE(c.Handshake());
+  }
+  {
+    // A certificate from another authority (the server's own key pair).
+    TlsClient c(http_->port(), dir_.File("c.pem"), dir_.File("c.pem"), dir_.File("k.pem"));
+    EXPECT_TRUE(c.Handshake());
+  }
+}
+
+TEST(HttpServerConfigTest, StartFailsNamingAnUnreadableOrInvalidTlsFile) {
   testing::TempDir dir;
-  ServerConfig c;
-  c.persistence.data_dir = dir.path();
-  c.server.http_port = 0;
-  c.hnsw.dimension = 4;
-  c.tls.enabled = true;
-  c.tls.cert_file = dir.File("cert.pem");
-  c.tls.key_file = dir.File("key.pem");
-  auto service = Service::Open(c);
-  ASSERT_TRUE(service.ok()) << service.status().ToString();
-  auto h = HttpServer::Start(**service);
-  ASSERT_FALSE(h.ok());
-  EXPECT_EQ(h.status().code(), StatusCode::kNotSupported);
-  ASSERT_OK((*service)->Close());
+  const bool have_openssl = MakeSelfSigned(dir.File("k.pem"), dir.File("c.pem"), "localhost");
+  {
+    std::ofstream(dir.File("garbage.pem")) << "not a certificate\n";
+  }
+  struct Case {
+    std::string cert, key, ca, mentions;
+  };
+  std::vector<Case> cases = {
+      {dir.File("missing.pem"), dir.File("k.pem"), "", "missing.pem"},
+      {dir.File("garbage.pem"), dir.File("k.pem"), "", "garbage.pem"},
+  };
+  if (have_openssl) {
+    cases.push_back({dir.File("c.pem"), dir.File("garbage.pem"), "", "garbage.pem"});
+    cases.push_back({dir.File("c.pem"), dir.File("k.pem"), dir.File("nope.pem"), "nope.pem"});
+  }
+  for (const Case& k : cases) {
+    ServerConfig c;
+    c.persistence.data_dir = dir.File("data");
+    c.server.http_port = 0;
+    c.hnsw.dimension = 4;
+    c.tls.enabled = true;
+    c.tls.cert_file = k.cert;
+    c.tls.key_file = k.key;
+    c.tls.ca_file = k.ca;
+    auto service = Service::Open(c);
+    ASSERT_TRUE(service.ok()) << service.status().ToString();
+    auto h = HttpServer::Start(**service);
+    ASSERT_FALSE(h.ok()) << k.mentions;
+    EXPECT_NE(h.status().ToString().find(k.mentions), std::string::npos)
+        << h.status().ToString();
+    ASSERT_OK((*service)->Close());
+  }
 }
 
 }  // namespace

@@ -21,29 +21,34 @@ void HandleFlush(HandlerContext& hc, HttpRequest& req, HttpResponse& resp) {
   if (auto st = hc.json.Parse(&req.body, /*empty_is_object=*/true)) return WriteError(*st, resp);
   FlushRequest r;
   if (auto st = DecodeFlush(hc.json, &r)) return WriteError(*st, resp);
-  auto result = hc.service.Flush(hc.request_context, r.collection);
-  if (!result.ok()) return WriteError(result.error(), resp);
-  JsonWriter w(&resp.body);
-  w.BeginObject();
-  w.Field("status", "ok");
-  w.Field("docs_flushed", result->docs_flushed);
-  w.Field("duration_ms", result->duration_ms);
-  w.EndObject();
+  RunBlocking(hc, resp, [&service = hc.service, ctx = hc.request_context,
+                         collection = std::string(r.collection)](HttpResponse& out) {
+    auto result = service.Flush(ctx, collection);
+    if (!result.ok()) return WriteError(result.error(), out);
+    JsonWriter w(&out.body);
+    w.BeginObject();
+    w.Field("status", "ok");
+    w.Field("docs_flushed", result->docs_flushed);
+    w.Field("duration_ms", result->duration_ms);
+    w.EndObject();
+  });
 }
 
 void HandleSnapshot(HandlerContext& hc, HttpRequest& req, HttpResponse& resp) {
   if (auto st = hc.json.Parse(&req.body, /*empty_is_object=*/true)) return WriteError(*st, resp);
   if (auto st = DecodeSnapshot(hc.json)) return WriteError(*st, resp);
-  auto result = hc.service.Snapshot(hc.request_context);
-  if (!result.ok()) return WriteError(result.error(), resp);
-  JsonWriter w(&resp.body);
-  w.BeginObject();
-  w.Field("status", "ok");
-  w.Field("path", result->path);
-  w.Field("documents", result->documents);
-  w.Field("bytes", result->bytes);
-  w.Field("duration_ms", result->duration_ms);
-  w.EndObject();
+  RunBlocking(hc, resp, [&service = hc.service, ctx = hc.request_context](HttpResponse& out) {
+    auto result = service.Snapshot(ctx);
+    if (!result.ok()) return WriteError(result.error(), out);
+    JsonWriter w(&out.body);
+    w.BeginObject();
+    w.Field("status", "ok");
+    w.Field("path", result->path);
+    w.Field("documents", result->documents);
+    w.Field("bytes", result->bytes);
+    w.Field("duration_ms", result->duration_ms);
+    w.EndObject();
+  });
 }
 
 void HandleHealth(HandlerContext& hc, HttpResponse& resp) {

@@ -43,6 +43,15 @@ bool ParseBool(std::string_view s, bool* out) {
   return true;
 }
 
+void WriteInserted(const DocKey& key, HttpResponse& resp) {
+  JsonWriter w(&resp.body);
+  w.BeginObject();
+  w.Field("status", "ok");
+  w.Key("doc_id");
+  WriteDocKey(w, key);
+  w.EndObject();
+}
+
 }  // namespace
 
 void HandleInsert(HandlerContext& hc, HttpRequest& req, HttpResponse& resp) {
@@ -50,21 +59,35 @@ void HandleInsert(HandlerContext& hc, HttpRequest& req, HttpResponse& resp) {
   InsertRequest r;
   if (auto st = DecodeInsert(hc.json, hc.dim_hint, &r)) return WriteError(*st, resp);
   hc.dim_hint = r.doc.embedding.size();
-  auto key = hc.service.Insert(hc.request_context, r.collection, std::move(r.doc));
-  if (!key.ok()) return WriteError(key.error(), resp);
-  JsonWriter w(&resp.body);
-  w.BeginObject();
-  w.Field("status", "ok");
-  w.Key("doc_id");
-  WriteDocKey(w, *key);
-  w.EndObject();
+  if (!hc.insert_batcher || !hc.defer) {
+    auto key = hc.service.Insert(hc.request_context, r.collection, std::move(r.doc));
+    if (!key.ok()) return WriteError(key.error(), resp);
+    return WriteInserted(*key, resp);
+  }
+  // Validate here, on the io thread, so that the batch only carries documents that can land;
+  // then the batcher's group commit acknowledges it (the connection waits, the thread does not).
+  auto collection = hc.service.ResolveCollection(hc.request_context, r.collection);
+  if (!collection.ok()) return WriteError(collection.error(), resp);
+  if (auto e = Service::ValidateDocKey(r.doc.key)) return WriteError(*e, resp);
+  if (auto e = Service::ValidateEmbedding(**collection, r.doc.embedding, "embedding")) {
+    return WriteError(*e, resp);
+  }
+  ResumeReply resume = hc.defer();
+  DocKey key = r.doc.key;
+  hc.insert_batcher->Submit(
+      hc.request_context, std::string(r.collection), std::move(r.doc),
+      [resume = std::move(resume), key = std::move(key)](const ApiStatus& e) {
+        resume([e, key](HttpResponse& out) {
+          if (e) return WriteError(*e, out);
+          WriteInserted(key, out);
+        });
+      });
 }
 
-void HandleBulkInsert(HandlerContext& hc, HttpRequest& req, HttpResponse& resp) {
-  if (auto st = hc.json.Parse(&req.body)) return WriteError(*st, resp);
-  BulkInsertRequest r;
-  if (auto st = DecodeBulkInsert(hc.json, hc.dim_hint, &r)) return WriteError(*st, resp);
-  if (!r.docs.empty()) hc.dim_hint = r.docs.front().embedding.size();
+namespace {
+
+void BulkInsert(Service& service, const RequestContext& ctx, BulkInsertRequest& r,
+                HttpResponse& resp) {
   // Keys of the documents handed to Service, to name them in its per-document errors.
   std::vector<DocKey> keys;
   keys.reserve(r.docs.size());
@@ -72,10 +95,10 @@ void HandleBulkInsert(HandlerContext& hc, HttpRequest& req, HttpResponse& resp) 
 
   BulkInsertReply reply;
   if (!r.docs.empty()) {
-    reply = hc.service.BulkInsert(hc.request_context, r.collection, std::move(r.docs));
+    reply = service.BulkInsert(ctx, r.collection, std::move(r.docs));
   } else {
     // Still resolve the collection, so an unknown one is reported even for an empty batch.
-    auto c = hc.service.ResolveCollection(hc.request_context, r.collection);
+    auto c = service.ResolveCollection(ctx, r.collection);
     if (!c.ok()) return WriteError(c.error(), resp);
   }
   // A request where every document failed for the same collection-level reason (unknown
@@ -124,6 +147,23 @@ void HandleBulkInsert(HandlerContext& hc, HttpRequest& req, HttpResponse& resp) 
   }
   w.EndArray();
   w.EndObject();
+}
+
+}  // namespace
+
+void HandleBulkInsert(HandlerContext& hc, HttpRequest& req, HttpResponse& resp) {
+  if (auto st = hc.json.Parse(&req.body)) return WriteError(*st, resp);
+  BulkInsertRequest r;
+  if (auto st = DecodeBulkInsert(hc.json, hc.dim_hint, &r)) return WriteError(*st, resp);
+  if (!r.docs.empty()) hc.dim_hint = r.docs.front().embedding.size();
+  // r.collection points into the request body, which the connection reuses: own a copy.
+  RunBlocking(hc, resp,
+              [&service = hc.service, ctx = hc.request_context,
+               collection = std::string(r.collection),
+               r = std::move(r)](HttpResponse& out) mutable {
+                r.collection = collection;
+                BulkInsert(service, ctx, r, out);
+              });
 }
 
 void HandleQuery(HandlerContext& hc, HttpRequest& req, HttpResponse& resp) {

@@ -11,12 +11,16 @@
 #include <boost/beast/http/verb.hpp>
 
 #include <cstddef>
+#include <exception>
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "kyrodb/types.h"
 #include "server/common/api_error.h"
+#include "server/common/insert_batcher.h"
 #include "server/common/metrics.h"
 #include "server/common/service.h"
 #include "server/http/json_writer.h"
@@ -44,6 +48,13 @@ struct HttpResponse {
   std::string body;        // reused from request to request
 };
 
+void WriteError(const ApiError& error, HttpResponse& resp);
+
+// Fills the reply of a request that completed later; runs on the connection's io thread.
+using FillReply = std::function<void(HttpResponse&)>;
+// Completes a deferred request: callable from any thread, exactly once.
+using ResumeReply = std::function<void(FillReply)>;
+
 // Per io thread state handed to every handler.
 struct HandlerContext {
   explicit HandlerContext(Service& s) : service(s) {}
@@ -51,7 +62,41 @@ struct HandlerContext {
   RequestContext request_context;  // the caller of the current request (Dispatch sets it)
   JsonBody json;                   // simdjson parser, reused
   size_t dim_hint = 0;             // last embedding dimension seen: reserve vectors of this size
+
+  // Asynchronous completion, set by the connection for the request being handled (null: every
+  // Service call runs inline, as in unit tests). A handler that does not want to block the io
+  // thread calls defer() once and returns without touching resp; the connection then reads
+  // nothing more (replies stay in request order) until the returned ResumeReply is called.
+  // The deferred work must own everything it uses: req and the JSON parser are reused.
+  std::function<ResumeReply()> defer;
+  // Coalesces single inserts into group commits (null: Service::Insert inline).
+  InsertBatcher* insert_batcher = nullptr;
+  // Runs a long blocking call (flush, snapshot, bulk insert) on a worker thread (null: inline).
+  std::function<void(std::function<void()>)> run_blocking;
 };
+
+// Runs work(HttpResponse&) — a blocking Service call that writes its reply — on
+// hc.run_blocking when there is one (the request is deferred until it is done), inline
+// otherwise. `work` must own what it uses.
+template <typename F>
+void RunBlocking(HandlerContext& hc, HttpResponse& resp, F work) {
+  if (!hc.defer || !hc.run_blocking) return work(resp);
+  ResumeReply resume = hc.defer();
+  hc.run_blocking([work = std::make_shared<F>(std::move(work)), resume = std::move(resume)] {
+    auto out = std::make_shared<HttpResponse>();
+    try {
+      (*work)(*out);
+    } catch (const std::exception& e) {
+      out->body.clear();
+      WriteError({ErrorCode::kInternal, std::string("internal error: ") + e.what()}, *out);
+    }
+    resume([out](HttpResponse& r) {
+      r.status = out->status;
+      r.content_type = out->content_type;
+      r.body.swap(out->body);
+    });
+  });
+}
 
 // Routes `req` and fills `resp`; returns the endpoint for metrics. Every route but /health and
 // /ready first authenticates the caller (Service::Authenticate: 401) and admits it through the

@@ -8,6 +8,18 @@
 // basic_parser::content_length_unchecked (a boost::optional returned as boost::none).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
+// TLS (issue #6) and asynchronous completion (deferred requests, the blocking pool).
+#include <openssl/ssl.h>
+
+#include <boost/asio/ssl/context.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <functional>
+#include <type_traits>
+
 #include "server/http/http_server.h"
 
 #include <spdlog/spdlog.h>
@@ -112,18 +124,79 @@ bool IsHttpParseError(const beast::error_code& ec) {
   return ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category();
 }
 
-class Session;
+// What Stop() needs of a connection, whatever its stream (plain TCP or TLS).
+class SessionBase {
+ public:
+  virtual ~SessionBase() = default;
+  virtual void OnStop() = 0;
+  virtual void Close() = 0;
+};
+
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 // One io thread: its io_context, its connections and its handler state.
 struct Worker {
   explicit Worker(Service& service) : hc(service) {}
   // Declared before `ioc`: sessions destroyed with the io_context's pending handlers
   // unregister themselves here.
-  std::unordered_set<Session*> sessions;  // touched on this worker's thread only
+  std::unordered_set<SessionBase*> sessions;  // touched on this worker's thread only
   HandlerContext hc;
   net::io_context ioc{1};
   std::thread thread;
 };
+
+// A few threads for long blocking Service calls (flush, snapshot, bulk insert), so that they
+// never hold an io thread. Tasks run in FIFO order; Stop() runs what is queued, then joins.
+class BlockingPool {
+ public:
+  explicit BlockingPool(size_t threads) {
+    for (size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+  }
+  ~BlockingPool() { Stop(); }
+
+  void Post(std::function<void()> task) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(std::move(task));
+    }
+    cv_.notify_one();
+  }
+
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+ private:
+  void Run() {
+    for (;;) {
+      std::function<void()> task;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        task = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      task();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;  // guarded by mu_
+  bool stop_ = false;                        // guarded by mu_
+  std::vector<std::thread> threads_;
+};
+
+constexpr size_t kBlockingThreads = 2;
+constexpr size_t kMaxInsertBatch = 512;  // documents per group commit (as gRPC)
 
 }  // namespace
 
@@ -135,7 +208,8 @@ class HttpServer::Impl {
         header_limit_(service.config().limits.max_header_kb << 10),
         max_connections_(service.config().limits.max_connections),
         idle_timeout_(service.config().limits.idle_timeout_secs),
-        read_timeout_(service.config().limits.read_timeout_secs) {}
+        read_timeout_(service.config().limits.read_timeout_secs),
+        batcher_(service, kMaxInsertBatch) {}
 
   Status Start();
   void Stop(std::chrono::milliseconds drain);
@@ -154,9 +228,19 @@ class HttpServer::Impl {
       cv_.notify_all();
     }
   }
+  // A request waiting for the batcher or the blocking pool; ended once its reply is posted
+  // back to its io_context (Stop keeps the io_contexts alive until then).
+  void DeferStarted() { pending_.fetch_add(1, std::memory_order_relaxed); }
+  void DeferEnded() {
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1 && stopping()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      cv_.notify_all();
+    }
+  }
 
  private:
   void Accept();
+  Status SetUpTls();
 
   Service& service_;
   const uint64_t body_limit_;
@@ -166,6 +250,10 @@ class HttpServer::Impl {
   const std::chrono::seconds read_timeout_;  // from the first byte to the whole request
   std::atomic<bool> stopping_{false};
   std::atomic<int> live_{0};  // open connections (Session objects)
+  std::atomic<int> pending_{0};  // deferred requests not yet posted back
+  InsertBatcher batcher_;
+  std::unique_ptr<BlockingPool> blocking_;
+  std::optional<net::ssl::context> ssl_;  // tls.enabled
   std::mutex mu_;             // only for cv_ during Stop
   std::condition_variable cv_;
   bool stopped_ = false;
@@ -180,16 +268,22 @@ class HttpServer::Impl {
 
 namespace {
 
-class Session : public std::enable_shared_from_this<Session> {
+// One connection over Stream: beast::tcp_stream (plain HTTP) or TlsStream (HTTPS).
+template <class Stream>
+class Session : public SessionBase, public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
  public:
-  Session(HttpServer::Impl& server, Worker& worker, tcp::socket socket)
+  // `extra`: the ssl::context for TlsStream.
+  template <typename... Extra>
+  Session(HttpServer::Impl& server, Worker& worker, tcp::socket socket, Extra&... extra)
       : server_(server),
         worker_(worker),
-        stream_(std::move(socket)),
+        stream_(std::move(socket), extra...),
         bucket_(server.service().rate_limiter().NewConnectionBucket()) {
     server_.SessionOpened();
   }
-  ~Session() {
+  ~Session() override {
     worker_.sessions.erase(this);
     server_.SessionClosed();
   }
@@ -198,39 +292,55 @@ class Session : public std::enable_shared_from_this<Session> {
     if (server_.stopping()) return Close();
     worker_.sessions.insert(this);
     beast::error_code ec;
-    stream_.socket().set_option(tcp::no_delay(true), ec);
+    Tcp().socket().set_option(tcp::no_delay(true), ec);
     buffer_.reserve(kReadBufferBytes);
-    WaitForRequest();
+    if constexpr (kTls) {
+      // The handshake is part of the first request: it must finish within read_timeout.
+      Tcp().expires_after(server_.read_timeout());
+      stream_.async_handshake(net::ssl::stream_base::server,
+                              [self = this->shared_from_this()](beast::error_code hec) {
+                                if (hec) {
+                                  spdlog::debug("HTTPS: TLS handshake failed: {}", hec.message());
+                                  return self->Close();
+                                }
+                                self->WaitForRequest();
+                              });
+    } else {
+      WaitForRequest();
+    }
   }
 
   // Server shutdown: a connection waiting for its next request closes now; one in the middle
   // of a request closes after replying.
-  void OnStop() {
+  void OnStop() override {
     if (idle_) Close();
   }
 
-  void Close() {
+  // TLS: no close_notify; the client sees the TCP close (every reply was written whole).
+  void Close() override {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
+    Tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
+    Tcp().close();
   }
 
  private:
+  beast::tcp_stream& Tcp() { return beast::get_lowest_layer(stream_); }
+
   // Between requests the connection may idle for idle_timeout; from the next request's first
   // byte, the whole request must arrive within read_timeout (a slow sender is cut off).
   void WaitForRequest() {
     if (buffer_.size() > 0) {  // pipelined: the next request has begun
-      stream_.expires_after(server_.read_timeout());
+      Tcp().expires_after(server_.read_timeout());
       return ReadHeader();
     }
     idle_ = true;
-    stream_.expires_after(server_.idle_timeout());
+    Tcp().expires_after(server_.idle_timeout());
     stream_.async_read_some(buffer_.prepare(kReadBufferBytes),
-                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                            [self = this->shared_from_this()](beast::error_code ec, size_t n) {
                               self->idle_ = false;
                               if (ec) return self->OnReadError(ec);
                               self->buffer_.commit(n);
-                              self->stream_.expires_after(self->server_.read_timeout());
+                              self->Tcp().expires_after(self->server_.read_timeout());
                               self->ReadHeader();
                             });
   }
@@ -240,7 +350,7 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(server_.body_limit());
     parser_->header_limit(server_.header_limit());
     bhttp::async_read_header(stream_, buffer_, *parser_,
-                             [self = shared_from_this()](beast::error_code ec, size_t) {
+                             [self = this->shared_from_this()](beast::error_code ec, size_t) {
                                self->OnHeader(ec);
                              });
   }
@@ -252,7 +362,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (parser_->expect_continue()) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
-                       [self = shared_from_this()](beast::error_code wec, size_t) {
+                       [self = this->shared_from_this()](beast::error_code wec, size_t) {
                          if (wec) return self->Close();
                          self->ReadBody();
                        });
@@ -263,7 +373,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void ReadBody() {
     bhttp::async_read(stream_, buffer_, *parser_,
-                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                      [self = this->shared_from_this()](beast::error_code ec, size_t) {
                         if (ec) return self->OnReadError(ec);
                         self->Handle();
                       });
@@ -315,16 +425,57 @@ class Session : public std::enable_shared_from_this<Session> {
     head_request_ = req_.method == bhttp::verb::head;
     if (head_request_) req_.method = bhttp::verb::get;
     Endpoint endpoint = Endpoint::kOther;
+    deferred_ = false;
+    worker_.hc.defer = [this] { return Defer(); };
     try {
       endpoint = http::Dispatch(worker_.hc, req_, resp_, bucket_.get());
     } catch (const std::exception& e) {  // bad_alloc and the like: never leave the thread
-      resp_.body.clear();
-      resp_.allow = {};
-      http::WriteError({ErrorCode::kInternal, std::string("internal error: ") + e.what()}, resp_);
+      if (!deferred_) {
+        resp_.body.clear();
+        resp_.allow = {};
+        http::WriteError({ErrorCode::kInternal, std::string("internal error: ") + e.what()},
+                         resp_);
+      }
     }
+    worker_.hc.defer = nullptr;
+    if (deferred_) {  // the reply comes later (Resume): read nothing more until then
+      endpoint_ = endpoint;
+      return;
+    }
+    Finish(endpoint);
+  }
+
+  void Finish(Endpoint endpoint) {
     Record(endpoint);
     if (req_.body.capacity() > kKeepCapacityBytes) std::string().swap(req_.body);
     Write(/*close=*/!parser_->keep_alive() || server_.stopping(), /*linger=*/false);
+  }
+
+  // The handler completes later: the returned function posts its reply back to this
+  // connection's thread. It holds the session alive and hands that reference over to the io
+  // thread, so the session is never destroyed on the completing thread.
+  http::ResumeReply Defer() {
+    deferred_ = true;
+    server_.DeferStarted();
+    return [self = this->shared_from_this()](http::FillReply fill) mutable {
+      HttpServer::Impl& server = self->server_;
+      net::io_context& ioc = self->worker_.ioc;
+      net::post(ioc, [self = std::move(self), fill = std::move(fill)] {
+        self->Resumed(fill);
+      });
+      server.DeferEnded();
+    };
+  }
+
+  void Resumed(const http::FillReply& fill) {
+    deferred_ = false;
+    try {
+      fill(resp_);
+    } catch (const std::exception& e) {
+      resp_.body.clear();
+      http::WriteError({ErrorCode::kInternal, std::string("internal error: ") + e.what()}, resp_);
+    }
+    Finish(endpoint_);
   }
 
   void Record(Endpoint endpoint) {
@@ -361,11 +512,11 @@ class Session : public std::enable_shared_from_this<Session> {
       head_.append("\r\nConnection: keep-alive");
     }
     head_.append("\r\n\r\n");
-    stream_.expires_after(kWriteTimeout);
+    Tcp().expires_after(kWriteTimeout);
     const std::array<net::const_buffer, 2> buffers = {
         net::buffer(head_), head_request_ ? net::const_buffer() : net::buffer(resp_.body)};
     net::async_write(stream_, buffers,
-                     [self = shared_from_this(), close, linger](beast::error_code ec, size_t) {
+                     [self = this->shared_from_this(), close, linger](beast::error_code ec, size_t) {
                        self->OnWrite(ec, close, linger);
                      });
   }
@@ -383,15 +534,15 @@ class Session : public std::enable_shared_from_this<Session> {
   // sends (until it closes or kLingerTimeout), so it reads our reply instead of a reset.
   void Linger() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    Tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
     buffer_.clear();
-    stream_.expires_after(kLingerTimeout);
+    Tcp().expires_after(kLingerTimeout);
     DiscardInput();
   }
 
   void DiscardInput() {
     stream_.async_read_some(buffer_.prepare(kReadBufferBytes),
-                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                            [self = this->shared_from_this()](beast::error_code ec, size_t) {
                               if (ec) return self->Close();
                               self->DiscardInput();
                             });
@@ -405,7 +556,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   HttpServer::Impl& server_;
   Worker& worker_;
-  beast::tcp_stream stream_;
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::unique_ptr<TokenBucket> bucket_;  // this connection's rate limit (null: none)
   std::optional<RequestParser> parser_;
@@ -414,6 +565,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string head_;
   bool idle_ = false;          // waiting for the first byte of a request
   bool head_request_ = false;  // the request being answered is a HEAD
+  bool deferred_ = false;      // the request being handled completes later
+  Endpoint endpoint_ = Endpoint::kOther;  // of the deferred request
   std::chrono::steady_clock::time_point started_{};
 };
 
@@ -422,11 +575,19 @@ class Session : public std::enable_shared_from_this<Session> {
 Status HttpServer::Impl::Start() {
   const ServerConfig::Server& cfg = service_.config().server;
   if (service_.config().tls.enabled) {
-    // Never serve plaintext when TLS was asked for.
-    return Status::NotSupported("HTTP server: tls.enabled is set, but HTTPS is not built yet");
+    // Never serve plaintext when TLS was asked for: a bad certificate fails Start().
+    if (Status st = SetUpTls(); !st.ok()) return st;
   }
+  blocking_ = std::make_unique<BlockingPool>(kBlockingThreads);
   const uint32_t threads = std::max<uint32_t>(1, cfg.http_threads);
-  for (uint32_t i = 0; i < threads; ++i) workers_.push_back(std::make_unique<Worker>(service_));
+  for (uint32_t i = 0; i < threads; ++i) {
+    workers_.push_back(std::make_unique<Worker>(service_));
+    HandlerContext& hc = workers_.back()->hc;
+    hc.insert_batcher = &batcher_;
+    hc.run_blocking = [pool = blocking_.get()](std::function<void()> task) {
+      pool->Post(std::move(task));
+    };
+  }
   if (cfg.http_port > 65535) {
     return Status::InvalidArgument("server.http_port " + std::to_string(cfg.http_port) +
                                    " is not a TCP port");
@@ -464,8 +625,63 @@ Status HttpServer::Impl::Start() {
     Worker* worker = w.get();
     worker->thread = std::thread([worker] { worker->ioc.run(); });
   }
-  spdlog::info("HTTP server listening on {}:{} ({} io threads, body limit {} MiB)", cfg.bind,
-               port_, threads, cfg.max_body_mb);
+  spdlog::info("HTTP server listening on {}:{} ({}, {} io threads, body limit {} MiB)", cfg.bind,
+               port_, ssl_ ? "HTTPS" : "plain HTTP", threads, cfg.max_body_mb);
+  return Status::Ok();
+}
+
+namespace {
+
+// Clear message when a TLS file cannot be read at all (OpenSSL's own errors are cryptic).
+Status CheckReadable(const char* key, const std::string& path) {
+  std::ifstream f(path);
+  if (!f) {
+    return Status::InvalidArgument(std::string("HTTP server: cannot read ") + key + " '" + path +
+                                   "': " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status HttpServer::Impl::SetUpTls() {
+  const ServerConfig::Tls& tls = service_.config().tls;
+  if (tls.cert_file.empty() || tls.key_file.empty()) {
+    return Status::InvalidArgument("HTTP server: tls.enabled needs tls.cert_file and tls.key_file");
+  }
+  if (Status st = CheckReadable("tls.cert_file", tls.cert_file); !st.ok()) return st;
+  if (Status st = CheckReadable("tls.key_file", tls.key_file); !st.ok()) return st;
+  ssl_.emplace(net::ssl::context::tls_server);
+  ssl_->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                    net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                    net::ssl::context::no_tlsv1_1 | net::ssl::context::single_dh_use);
+  SSL_CTX_set_min_proto_version(ssl_->native_handle(), TLS1_2_VERSION);
+  beast::error_code ec;
+  ssl_->use_certificate_chain_file(tls.cert_file, ec);
+  if (ec) {
+    return Status::InvalidArgument("HTTP server: tls.cert_file '" + tls.cert_file +
+                                   "' is not a PEM certificate chain: " + ec.message());
+  }
+  ssl_->use_private_key_file(tls.key_file, net::ssl::context::pem, ec);
+  if (ec) {
+    return Status::InvalidArgument("HTTP server: tls.key_file '" + tls.key_file +
+                                   "' is not a PEM private key: " + ec.message());
+  }
+  if (SSL_CTX_check_private_key(ssl_->native_handle()) != 1) {
+    return Status::InvalidArgument("HTTP server: tls.key_file '" + tls.key_file +
+                                   "' does not match the certificate in tls.cert_file '" +
+                                   tls.cert_file + "'");
+  }
+  if (!tls.ca_file.empty()) {
+    if (Status st = CheckReadable("tls.ca_file", tls.ca_file); !st.ok()) return st;
+    ssl_->load_verify_file(tls.ca_file, ec);
+    if (ec) {
+      return Status::InvalidArgument("HTTP server: tls.ca_file '" + tls.ca_file +
+                                     "' is not a PEM CA bundle: " + ec.message());
+    }
+    // Mutual TLS: a client without a certificate signed by tls.ca_file fails the handshake.
+    ssl_->set_verify_mode(net::ssl::verify_peer | net::ssl::verify_fail_if_no_peer_cert);
+  }
   return Status::Ok();
 }
 
@@ -490,8 +706,14 @@ void HttpServer::Impl::Accept() {
       socket.close(ignored);
     } else {
       // Counted from here; it runs on its worker's thread from Start() on.
-      auto session = std::make_shared<Session>(*this, worker, std::move(socket));
-      net::post(worker.ioc, [session = std::move(session)] { session->Start(); });
+      if (ssl_) {
+        auto session =
+            std::make_shared<Session<TlsStream>>(*this, worker, std::move(socket), *ssl_);
+        net::post(worker.ioc, [session = std::move(session)] { session->Start(); });
+      } else {
+        auto session = std::make_shared<Session<beast::tcp_stream>>(*this, worker, std::move(socket));
+        net::post(worker.ioc, [session = std::move(session)] { session->Start(); });
+      }
     }
     Accept();
   });
@@ -511,7 +733,7 @@ void HttpServer::Impl::Stop(std::chrono::milliseconds drain) {
     for (auto& w : workers_) {
       Worker* worker = w.get();
       net::post(worker->ioc, [worker] {
-        for (Session* s : worker->sessions) s->OnStop();
+        for (SessionBase* s : worker->sessions) s->OnStop();
       });
     }
     {
@@ -522,10 +744,17 @@ void HttpServer::Impl::Stop(std::chrono::milliseconds drain) {
     for (auto& w : workers_) {
       Worker* worker = w.get();
       net::post(worker->ioc, [worker] {
-        for (Session* s : worker->sessions) s->Close();
+        for (SessionBase* s : worker->sessions) s->Close();
       });
     }
   }
+  {
+    // Deferred requests (a group commit, a snapshot) always finish; their replies must be
+    // posted to io_contexts that still exist.
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return pending_.load() == 0; });
+  }
+  if (blocking_) blocking_->Stop();
   guards_.clear();
   for (auto& w : workers_) {
     if (w->thread.joinable()) w->thread.join();
