@@ -1473,17 +1473,24 @@ class TlsClient {
  public:
   TlsClient(uint16_t port, const std::string& ca_file, const std::string& client_cert = {},
             const std::string& client_key = {})
-      : ctx_(net::ssl::context::tls_client), stream_(ioc_, ctx_) {
-    ctx_.load_verify_file(ca_file);
-    if (!client_cert.empty()) {
-      ctx_.use_certificate_chain_file(client_cert);
-      ctx_.use_private_key_file(client_key, net::ssl::context::pem);
-    }
+      : ctx_(Context(ca_file, client_cert, client_key)), stream_(ioc_, ctx_) {
     stream_.set_verify_mode(net::ssl::verify_peer);
     stream_.set_verify_callback(net::ssl::host_name_verification("localhost"));
     SSL_set_tlsext_host_name(stream_.native_handle(), "localhost");
     stream_.next_layer().connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
   }
+  // The stream copies the certificate from the context when it is created.
+  static net::ssl::context Context(const std::string& ca_file, const std::string& client_cert,
+                                   const std::string& client_key) {
+    net::ssl::context ctx(net::ssl::context::tls_client);
+    ctx.load_verify_file(ca_file);
+    if (!client_cert.empty()) {
+      ctx.use_certificate_chain_file(client_cert);
+      ctx.use_private_key_file(client_key, net::ssl::context::pem);
+    }
+    return ctx;
+  }
+
   beast::error_code Handshake() {
     beast::error_code ec;
     stream_.handshake(net::ssl::stream_base::client, ec);
@@ -1577,7 +1584,8 @@ class HttpsClientCertTest : public HttpsTest {
 TEST_F(HttpsClientCertTest, OnlyClientsWithACertificateSignedByTheCaAreServed) {
   {
     TlsClient c(http_->port(), dir_.File("c.pem"), dir_.File("cc.pem"), dir_.File("ck.pem"));
-    ASSERT_FALSE(c.Handshake());
+    const beast::error_code ec = c.Handshake();
+    ASSERT_FALSE(ec) << ec.message();
     EXPECT_EQ(c.Post("/v1/insert", "{\"doc_id\": 1, \"embedding\": [1, 0, 0, 0]}").status,
               200u);
   }
