@@ -74,14 +74,21 @@ void HandleInsert(HandlerContext& hc, HttpRequest& req, HttpResponse& resp) {
   }
   ResumeReply resume = hc.defer();
   DocKey key = r.doc.key;
-  hc.insert_batcher->Submit(
-      hc.request_context, std::string(r.collection), std::move(r.doc),
-      [resume = std::move(resume), key = std::move(key)](const ApiStatus& e) {
-        resume([e, key](HttpResponse& out) {
-          if (e) return WriteError(*e, out);
-          WriteInserted(key, out);
-        });
-      });
+  InsertBatcher::Done done = [resume = std::move(resume), key = std::move(key)](const ApiStatus& e) {
+    resume([e, key](HttpResponse& out) {
+      if (e) return WriteError(*e, out);
+      WriteInserted(key, out);
+    });
+  };
+  if (!hc.run_submit) {
+    return hc.insert_batcher->Submit(hc.request_context, std::string(r.collection),
+                                     std::move(r.doc), std::move(done));
+  }
+  hc.run_submit([batcher = hc.insert_batcher, ctx = hc.request_context,
+                 collection = std::string(r.collection), doc = std::move(r.doc),
+                 done = std::move(done)]() mutable {
+    batcher->Submit(std::move(ctx), std::move(collection), std::move(doc), std::move(done));
+  });
 }
 
 namespace {

@@ -71,6 +71,10 @@ struct HandlerContext {
   std::function<ResumeReply()> defer;
   // Coalesces single inserts into group commits (null: Service::Insert inline).
   InsertBatcher* insert_batcher = nullptr;
+  // Runs InsertBatcher::Submit on a committer thread (null: on the io thread). The submitter
+  // that finds no batch in progress leads the group commits until the queue is empty; on an io
+  // thread that would stall every other connection of the thread meanwhile.
+  std::function<void(std::function<void()>)> run_submit;
   // Runs a long blocking call (flush, snapshot, bulk insert) on a worker thread (null: inline).
   std::function<void(std::function<void()>)> run_blocking;
 };
