@@ -5,6 +5,8 @@
 #include "ann_bench.h"
 #include "cache_bench.h"
 #include "engine_bench.h"
+#include "load_bench.h"
+#include "server_bench.h"
 #include "storage_bench.h"
 
 int main(int argc, char** argv) {
@@ -19,11 +21,17 @@ int main(int argc, char** argv) {
   CLI::App* cache_cmd = kyrodb::bench::AddCacheCommand(&app, &cache);
   kyrodb::bench::EngineBenchConfig engine;
   CLI::App* engine_cmd = kyrodb::bench::AddEngineCommand(&app, &engine);
+  kyrodb::bench::LoadBenchConfig load;
+  CLI::App* load_cmd = kyrodb::bench::AddLoadCommand(&app, &load);
+  kyrodb::bench::ServerBenchConfig server;
+  CLI::App* server_cmd = kyrodb::bench::AddServerCommand(&app, &server);
 
   CLI11_PARSE(app, argc, argv);
   if (ann_cmd->parsed()) return kyrodb::bench::RunAnnBench(ann);
   if (storage_cmd->parsed()) return kyrodb::bench::RunStorageBench(storage);
   if (cache_cmd->parsed()) return kyrodb::bench::RunCacheBench(cache);
   if (engine_cmd->parsed()) return kyrodb::bench::RunEngineBench(engine);
+  if (load_cmd->parsed()) return kyrodb::bench::RunLoadBench(load);
+  if (server_cmd->parsed()) return kyrodb::bench::RunServerBench(server);
   return 1;
 }

@@ -121,7 +121,7 @@ Status Service::Recover() {
   }
   db_ = std::move(db).value();
   ready_.store(true, std::memory_order_release);
-  spdlog::info("recovery: {} ({:.0f} ms)", db_->recovery_summary(),
+  spdlog::info("{} ({:.0f} ms with opening)", db_->recovery_summary(),
                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   return Status::Ok();
 }

@@ -13,9 +13,9 @@
 #pragma once
 
 #include "kyrodb/v1/kyrodb.grpc.pb.h"
+#include "server/common/insert_batcher.h"
 #include "server/common/service.h"
 #include "server/grpc/call_gate.h"
-#include "server/grpc/insert_batcher.h"
 
 namespace kyrodb::server {
 

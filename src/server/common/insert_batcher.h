@@ -1,4 +1,4 @@
-// InsertBatcher: coalesces concurrent single-document Insert RPCs into Service::BulkInsert calls,
+// InsertBatcher: coalesces concurrent single-document inserts (gRPC Insert, HTTP /v1/insert) into Service::BulkInsert calls,
 // so that one WAL group commit (one fsync with fsync_policy: always) acknowledges many of them
 // without a blocked thread per waiting call — the callback API has only a few threads.
 //

@@ -1,4 +1,4 @@
-#include "server/grpc/insert_batcher.h"
+#include "server/common/insert_batcher.h"
 
 #include <utility>
 

@@ -1,0 +1,532 @@
+#include "server_bench.h"
+
+#include <CLI/CLI.hpp>
+#include <grpcpp/grpcpp.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <thread>
+
+#include "ann_metrics.h"
+#include "dataset.h"
+#include "http_request.h"
+#include "json_line.h"
+#include "kyrodb/database.h"
+#include "kyrodb/v1/kyrodb.grpc.pb.h"
+#include "load_bench.h"
+#include "load_client.h"
+#include "server_process.h"
+
+namespace kyrodb::bench {
+namespace {
+
+namespace fs = std::filesystem;
+namespace pb = kyrodb::v1;
+using Clock = std::chrono::steady_clock;
+
+// Searches cycle through this many distinct query vectors per configured query: with 64
+// clients and the server's 1,024-entry LRU result cache, a query comes back only after
+// queries * 10 others, so the cache cannot answer it (the lines report the cache's hits).
+constexpr size_t kQueryPoolFactor = 10;
+// Insert requests cycle through this many distinct embeddings (new ids every time).
+constexpr size_t kInsertPool = 1000;
+constexpr double kSearchBar = 0.70;
+constexpr double kInsertBar = 10000;
+// The search ratios compare windows measured one after another: they mean something only if
+// other processes took less than this share of the machine in each of them.
+constexpr double kQuietShare = 0.10;
+constexpr std::chrono::seconds kReadyTimeout{300};
+constexpr std::chrono::seconds kStopTimeout{60};
+constexpr std::chrono::seconds kFlushTimeout{3600};
+
+void Emit(const JsonLine& j) {
+  std::printf("%s\n", j.str().c_str());
+  std::fflush(stdout);
+}
+
+double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+std::string DefaultServerBin() {
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? "kyrodb_server" : (self.parent_path() / "kyrodb_server").string();
+}
+
+// Removes the scratch directory on every exit path.
+struct ScratchDir {
+  std::string path;
+  ~ScratchDir() {
+    std::error_code ec;
+    if (!path.empty()) fs::remove_all(path, ec);
+  }
+};
+
+// A counter or gauge from GET /metrics: the value of the series named exactly `series`
+// (name plus labels, as printed); nullopt if absent.
+std::optional<double> Metric(const HttpEndpoint& http, const std::string& series) {
+  auto reply = HttpCall(http, "GET", "/metrics", "", std::chrono::seconds(30));
+  if (!reply.ok() || reply->status != 200) return std::nullopt;
+  const std::string& text = reply->body;
+  for (size_t pos = 0; pos < text.size();) {
+    const size_t eol = std::min(text.find('\n', pos), text.size());
+    std::string_view line(text.data() + pos, eol - pos);
+    if (line.starts_with(series) && line.size() > series.size() && line[series.size()] == ' ') {
+      return std::strtod(std::string(line.substr(series.size() + 1)).c_str(), nullptr);
+    }
+    pos = eol + 1;
+  }
+  return std::nullopt;
+}
+
+// Deltas of a few server metrics across a run: {JSON key, series} pairs.
+class MetricDelta {
+ public:
+  using Watched = std::vector<std::pair<std::string, std::string>>;
+  MetricDelta(const HttpEndpoint& http, Watched watched) : http_(http), watched_(std::move(watched)) {
+    for (const auto& w : watched_) before_.push_back(Metric(http_, w.second));
+  }
+  // Adds "key": after - before for each series (null if unreadable).
+  void AddTo(JsonLine& j) const {
+    for (size_t i = 0; i < watched_.size(); ++i) {
+      const auto after = Metric(http_, watched_[i].second);
+      if (before_[i] && after) {
+        j.Add(watched_[i].first, *after - *before_[i]);
+      } else {
+        j.AddNull(watched_[i].first);
+      }
+    }
+  }
+
+ private:
+  const HttpEndpoint& http_;
+  Watched watched_;
+  std::vector<std::optional<double>> before_;
+};
+
+// Loads base rows [0, n) as ids 1..n over gRPC BulkInsert, `streams` streams in parallel.
+Status BulkLoad(const std::string& target, const FloatMatrix& base, size_t streams) {
+  std::vector<Status> results(streams, Status::Ok());
+  std::vector<std::thread> pool;
+  for (size_t s = 0; s < streams; ++s) {
+    pool.emplace_back([&, s] {
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      auto stub = pb::KyroDBService::NewStub(grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
+      grpc::ClientContext ctx;
+      pb::InsertResponse reply;
+      auto writer = stub->BulkInsert(&ctx, &reply);
+      pb::InsertRequest req;
+      const size_t begin = base.rows * s / streams, end = base.rows * (s + 1) / streams;
+      for (size_t i = begin; i < end; ++i) {
+        req.set_doc_id(i + 1);
+        req.mutable_embedding()->Clear();
+        req.mutable_embedding()->Add(base.Row(i), base.Row(i) + base.dim);
+        (*req.mutable_metadata())["i"] = std::to_string(i);
+        if (!writer->Write(req)) break;  // the server ended the stream: Finish() says why
+      }
+      writer->WritesDone();
+      const grpc::Status st = writer->Finish();
+      if (!st.ok()) {
+        results[s] = Status::IoError("BulkInsert: " + st.error_message());
+      } else if (!reply.success() || reply.total_inserted() != end - begin) {
+        results[s] = Status::IoError("BulkInsert: inserted " + std::to_string(reply.total_inserted()) + " of " +
+                                     std::to_string(end - begin) + ": " + reply.error());
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  for (auto& r : results) {
+    if (!r.ok()) return r;
+  }
+  return Status::Ok();
+}
+
+struct InProcessResult {
+  double build_s = 0;
+  double seconds = 0;
+  uint64_t searches = 0;
+  std::vector<double> latency_us;
+  double cpu_s = 0;
+  double server_cpu_s = 0;   // the idle server meanwhile
+  double machine_busy_s = 0;
+};
+
+// The reference: the engine in this process on the same vectors (same collection options as
+// the server's default collection), one flush, then `threads` threads searching for warm-up +
+// window through the same query cycle, the result cache bypassed.
+Result<InProcessResult> InProcessSearch(const ServerBenchConfig& c, const ClusteredData& data, const std::string& dir,
+                                        const ServerProcess& server) {
+  DatabaseOptions o;
+  o.data_dir = dir;
+  o.fsync_policy = FsyncPolicy::kNever;
+  o.start_background = false;
+  o.max_vectors_per_collection = static_cast<uint32_t>(c.n + 1024);
+  auto db = Database::Open(o);
+  if (!db.ok()) return db.status();
+  CollectionOptions co;
+  co.dimension = static_cast<uint32_t>(c.dim);
+  co.metric = Metric::kCosine;
+  auto coll = (*db)->CreateCollection("bench", "docs", co);
+  if (!coll.ok()) return coll.status();
+  Collection& col = **coll;
+  InProcessResult r;
+  const auto b0 = Clock::now();
+  for (size_t i = 0; i < c.n; ++i) {
+    Document d{DocKey::Numeric(i + 1), std::vector<float>(data.base.Row(i), data.base.Row(i) + c.dim),
+               {{"i", std::to_string(i)}}};
+    if (Status s = col.Upsert(d); !s.ok()) return s;
+  }
+  if (auto f = col.Flush(); !f.ok()) return f.status();
+  r.build_s = Seconds(b0, Clock::now());
+
+  SearchRequest req;
+  req.k = c.k;
+  req.ef = c.ef;
+  req.use_result_cache = false;
+  std::atomic<size_t> next{0};
+  std::atomic<bool> stop{false};
+  const auto begin = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(c.warmup_s));
+  const auto end = begin + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(c.duration_s));
+  std::vector<std::vector<double>> latencies(c.server_threads);
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> pool;
+  for (size_t t = 0; t < c.server_threads; ++t) {
+    pool.emplace_back([&, t] {
+      SearchRequest q = req;
+      while (!stop.load(std::memory_order_relaxed)) {
+        const size_t row = next.fetch_add(1, std::memory_order_relaxed) % data.queries.rows;
+        q.query.assign(data.queries.Row(row), data.queries.Row(row) + c.dim);
+        const auto t0 = Clock::now();
+        if (!col.Search(q).ok()) failed.store(true);
+        const auto t1 = Clock::now();
+        if (t1 >= begin && t1 < end) latencies[t].push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+      }
+    });
+  }
+  std::this_thread::sleep_until(begin);
+  const double cpu0 = ProcessCpuSeconds(), server0 = server.CpuSeconds(), busy0 = MachineBusyCpuSeconds();
+  std::this_thread::sleep_until(end);
+  r.cpu_s = ProcessCpuSeconds() - cpu0;
+  r.server_cpu_s = server.CpuSeconds() - server0;
+  r.machine_busy_s = MachineBusyCpuSeconds() - busy0;
+  stop.store(true);
+  for (auto& t : pool) t.join();
+  if (failed.load()) return Status::Internal("in-process search failed");
+  r.seconds = Seconds(begin, end);
+  for (auto& l : latencies) r.latency_us.insert(r.latency_us.end(), l.begin(), l.end());
+  r.searches = r.latency_us.size();
+  if (Status s = (*db)->Close(); !s.ok()) return s;
+  return r;
+}
+
+FloatMatrix FirstRows(const FloatMatrix& m, size_t rows) {
+  FloatMatrix out;
+  out.rows = std::min(rows, m.rows);
+  out.dim = m.dim;
+  out.data.assign(m.data.begin(), m.data.begin() + static_cast<std::ptrdiff_t>(out.rows * m.dim));
+  return out;
+}
+
+// Runs one load against `server` with its CPU sampled over the same window; returns the
+// throughput (or nullopt if the run could not start) and emits the line.
+struct LoadRunner {
+  const ServerBenchConfig& c;
+  ServerProcess* server = nullptr;
+  HttpEndpoint http;
+  std::string grpc_target;
+  bool errors = false;
+  double max_other_share = 0;  // over the search windows: other processes' CPU / machine capacity
+
+  std::optional<double> Run(bool over_http, LoadOp op, const FloatMatrix& vectors, uint64_t first_insert_id,
+                            const std::string& note, uint64_t* next_insert_id = nullptr) {
+    const char* protocol = over_http ? "http" : "grpc";
+    std::fprintf(stderr, "[server] %s %s: %zu clients, %.0f s\n", protocol, LoadOpName(op), c.concurrency, c.duration_s);
+    LoadSpec spec;
+    spec.target = over_http ? "http://" + http.HostHeader() : grpc_target;
+    spec.op = op;
+    spec.concurrency = c.concurrency;
+    spec.client_threads = c.client_threads;
+    spec.warmup_s = c.warmup_s;
+    spec.duration_s = c.duration_s;
+    spec.k = c.k;
+    spec.ef = c.ef;
+    spec.id_space = c.n;
+    spec.first_insert_id = first_insert_id;
+    spec.seed = c.seed;
+    spec.vectors = &vectors;
+    double cpu0 = 0, cpu1 = 0, busy0 = 0, busy1 = 0;
+    spec.on_window_begin = [&] {
+      cpu0 = server->CpuSeconds();
+      busy0 = MachineBusyCpuSeconds();
+    };
+    spec.on_window_end = [&] {
+      cpu1 = server->CpuSeconds();
+      busy1 = MachineBusyCpuSeconds();
+    };
+    // Whole-run deltas (warm-up and drain included) of the server's own counters.
+    MetricDelta::Watched watched;
+    if (op == LoadOp::kSearch) {
+      watched = {{"server_result_cache_hits", "kyrodb_search_cache_hits_total"},
+                 {"server_result_cache_misses", "kyrodb_search_cache_misses_total"}};
+    } else if (op == LoadOp::kQuery) {
+      watched = {{"served_from_cache", "kyrodb_lookups_total{tier=\"cache\"}"},
+                 {"served_from_hot_tier", "kyrodb_lookups_total{tier=\"hot_tier\"}"},
+                 {"served_from_cold_tier", "kyrodb_lookups_total{tier=\"cold_tier\"}"}};
+    } else {
+      watched = {{"wal_fsyncs", "kyrodb_wal_fsyncs_total"},
+                 {"wal_records", "kyrodb_wal_records_total"},
+                 {"hot_tier_flushes", "kyrodb_flushes_total"}};
+    }
+    const MetricDelta delta(http, std::move(watched));
+    auto r = over_http ? RunHttpLoad(spec) : RunGrpcLoad(spec);
+    if (!r.ok()) {
+      std::fprintf(stderr, "server: %s %s: %s\n", protocol, LoadOpName(op), r.status().ToString().c_str());
+      errors = true;
+      return std::nullopt;
+    }
+    errors |= r->errors_total > 0;
+    const double other_share = (busy1 - busy0 - (cpu1 - cpu0) - r->client_cpu_s) /
+                               (r->seconds * std::max(1u, std::thread::hardware_concurrency()));
+    if (op == LoadOp::kSearch) max_other_share = std::max(max_other_share, other_share);
+    if (next_insert_id) *next_insert_id = r->next_insert_id;
+    const double server_cpu = cpu1 - cpu0;
+    JsonLine j = LoadLine(protocol, spec, *r);
+    j.Add("server_threads", static_cast<uint64_t>(c.server_threads))
+        .Add("server_cpu_s", server_cpu)
+        .Add("server_cpu_us_per_request", r->requests ? server_cpu * 1e6 / r->requests : 0.0)
+        .Add("cores", static_cast<uint64_t>(std::thread::hardware_concurrency()))
+        .Add("machine_busy_cpu_s", busy1 - busy0)
+        .Add("other_processes_cpu_s", busy1 - busy0 - server_cpu - r->client_cpu_s);
+    delta.AddTo(j);
+    j.Add("note", note);
+    Emit(j);
+    return r->requests / r->seconds;
+  }
+};
+
+}  // namespace
+
+CLI::App* AddServerCommand(CLI::App* app, ServerBenchConfig* c) {
+  CLI::App* cmd = app->add_subcommand(
+      "server", "kyrodb_server over HTTP and gRPC against the in-process engine (search, query, insert)");
+  cmd->add_option("--n", c->n, "Documents loaded")->check(CLI::PositiveNumber);
+  cmd->add_option("--dim", c->dim, "Dimension")->check(CLI::Range(1, 4096));
+  cmd->add_option("--queries", c->queries, "Queries (the pool holds 10x as many distinct vectors)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--concurrency", c->concurrency, "Concurrent clients (connections)")->check(CLI::Range(1, 100000));
+  cmd->add_option("--duration", c->duration_s, "Measured seconds per run")->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup", c->warmup_s, "Warm-up seconds per run")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--k", c->k, "Neighbours")->check(CLI::Range(1, 1000));
+  cmd->add_option("--ef", c->ef, "ef_search")->check(CLI::Range(1, 10000));
+  cmd->add_option("--client-threads", c->client_threads, "Load generator threads (HTTP io_contexts, gRPC completion queues)")->check(CLI::Range(1, 64));
+  cmd->add_option("--server-threads", c->server_threads,
+                  "server.http_threads, server.grpc_threads and in-process search threads")
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--insert-hot-tier-mb", c->insert_hot_tier_mb,
+                  "Insert server's hot_tier.max_size_mb (large: no flush into HNSW during the run)");
+  cmd->add_option("--server-bin", c->server_bin, "kyrodb_server binary (default: next to kyrodb_bench)");
+  cmd->add_option("--dir", c->dir, "Parent of the scratch directory (default /tmp)");
+  cmd->add_option("--seed", c->seed, "Generator seed");
+  return cmd;
+}
+
+int RunServerBench(const ServerBenchConfig& c) {
+  const std::string binary = c.server_bin.empty() ? DefaultServerBin() : c.server_bin;
+  if (::access(binary.c_str(), X_OK) != 0) {
+    std::fprintf(stderr, "server: %s is not an executable (--server-bin)\n", binary.c_str());
+    return 2;
+  }
+  ScratchDir scratch;
+  {
+    std::string tmpl = (fs::path(c.dir.empty() ? "/tmp" : c.dir) / "kyrodb_server_bench_XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) {
+      std::fprintf(stderr, "server: cannot create a scratch directory from %s\n", tmpl.c_str());
+      return 1;
+    }
+    scratch.path = tmpl;
+  }
+
+  std::fprintf(stderr, "[server] generating %zu x %zu clustered vectors and %zu queries\n", c.n, c.dim,
+               c.queries * kQueryPoolFactor);
+  ClusteredSpec gen;
+  gen.n = c.n;
+  gen.dim = c.dim;
+  gen.num_queries = c.queries * kQueryPoolFactor;
+  gen.seed = c.seed;
+  auto data = GenerateClustered(gen, std::max(1u, std::thread::hardware_concurrency()));
+  if (!data.ok()) {
+    std::fprintf(stderr, "server: %s\n", data.status().ToString().c_str());
+    return 1;
+  }
+  const FloatMatrix insert_vectors = FirstRows(data->base, kInsertPool);
+
+  const std::string threads = std::to_string(c.server_threads);
+  const std::vector<std::string> common = {
+      "--set", "server.http_threads=" + threads, "--set", "server.grpc_threads=" + threads,
+      "--set", "hnsw.dimension=" + std::to_string(c.dim), "--set", "hnsw.distance=cosine"};
+  auto start = [&](const std::string& name, std::vector<std::string> extra) -> std::unique_ptr<ServerProcess> {
+    const std::string dir = scratch.path + "/" + name;
+    fs::create_directories(dir);
+    extra.insert(extra.begin(), common.begin(), common.end());
+    auto s = ServerProcess::Start(binary, dir, extra, kReadyTimeout);
+    if (!s.ok()) {
+      std::fprintf(stderr, "server: %s\n", s.status().ToString().c_str());
+      return nullptr;
+    }
+    std::fprintf(stderr, "[server] %s: pid %d, http %u, grpc %u\n", name.c_str(), (*s)->pid(), (*s)->http_port(),
+                 (*s)->grpc_port());
+    return std::move(*s);
+  };
+  std::vector<int> exit_codes;
+  auto stop = [&](std::unique_ptr<ServerProcess>& s, const char* name) {
+    const double cpu = s->CpuSeconds();
+    auto rc = s->Stop(kStopTimeout);
+    JsonLine j;
+    j.Add("bench", "server_stop").Add("server", name).Add("signal", "SIGTERM").Add("server_cpu_s_total", cpu);
+    if (rc.ok()) {
+      j.Add("exit_code", *rc);
+      exit_codes.push_back(*rc);
+    } else {
+      j.AddNull("exit_code").Add("error", rc.status().ToString());
+      exit_codes.push_back(-1);
+    }
+    Emit(j);
+    s.reset();
+  };
+
+  // ---- search server: load, flush, then the reference and the runs ----
+  // Its hot tier holds the whole load, so the one explicit flush builds the graph as the
+  // in-process reference's flush does.
+  const uint64_t load_mb = std::max<uint64_t>(100, 2 * c.n * c.dim * sizeof(float) / (1 << 20) + 64);
+  auto search_server = start("search", {"--set", "hot_tier.max_size_mb=" + std::to_string(load_mb)});
+  if (!search_server) return 1;
+  LoadRunner runner{c, search_server.get(), {"127.0.0.1", search_server->http_port()},
+                    "127.0.0.1:" + std::to_string(search_server->grpc_port())};
+
+  std::fprintf(stderr, "[server] loading %zu vectors over gRPC BulkInsert\n", c.n);
+  double cpu0 = search_server->CpuSeconds();
+  auto t0 = Clock::now();
+  if (Status s = BulkLoad(runner.grpc_target, data->base, 2); !s.ok()) {
+    std::fprintf(stderr, "server: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  const double load_s = Seconds(t0, Clock::now());
+  const double load_cpu = search_server->CpuSeconds() - cpu0;
+  std::fprintf(stderr, "[server] POST /v1/flush\n");
+  t0 = Clock::now();
+  auto flushed = HttpCall(runner.http, "POST", "/v1/flush", "{}", kFlushTimeout);
+  const double flush_s = Seconds(t0, Clock::now());
+  if (!flushed.ok() || flushed->status != 200) {
+    std::fprintf(stderr, "server: flush failed: %s\n",
+                 flushed.ok() ? flushed->body.c_str() : flushed.status().ToString().c_str());
+    return 1;
+  }
+  Emit(JsonLine()
+           .Add("bench", "server_load")
+           .Add("documents", static_cast<uint64_t>(c.n))
+           .Add("dim", static_cast<uint64_t>(c.dim))
+           .Add("via", "gRPC BulkInsert, 2 streams")
+           .Add("seconds", load_s)
+           .Add("docs_per_s", c.n / load_s)
+           .Add("server_cpu_s", load_cpu)
+           .Add("flush_s", flush_s)
+           .Add("flush_reply", flushed->body));
+
+  std::fprintf(stderr, "[server] in-process reference: building the same collection\n");
+  auto inproc = InProcessSearch(c, *data, scratch.path + "/inprocess", *search_server);
+  {
+    std::error_code ec;
+    fs::remove_all(scratch.path + "/inprocess", ec);
+  }
+  if (!inproc.ok()) {
+    std::fprintf(stderr, "server: in-process: %s\n", inproc.status().ToString().c_str());
+    return 1;
+  }
+  const double inproc_qps = inproc->searches / inproc->seconds;
+  runner.max_other_share = (inproc->machine_busy_s - inproc->cpu_s - inproc->server_cpu_s) /
+                           (inproc->seconds * std::max(1u, std::thread::hardware_concurrency()));
+  Emit(JsonLine()
+           .Add("bench", "server_inprocess_search")
+           .Add("threads", static_cast<uint64_t>(c.server_threads))
+           .Add("k", static_cast<uint64_t>(c.k))
+           .Add("ef", static_cast<uint64_t>(c.ef))
+           .Add("distinct_vectors", static_cast<uint64_t>(data->queries.rows))
+           .Add("seconds", inproc->seconds)
+           .Add("qps", inproc_qps)
+           .Add("p50_us", Percentile(inproc->latency_us, 50))
+           .Add("p99_us", Percentile(inproc->latency_us, 99))
+           .Add("cpu_s", inproc->cpu_s)
+           .Add("cpu_us_per_search", inproc->searches ? inproc->cpu_s * 1e6 / inproc->searches : 0.0)
+           .Add("idle_server_cpu_s", inproc->server_cpu_s)
+           .Add("machine_busy_cpu_s", inproc->machine_busy_s)
+           .Add("other_processes_cpu_s", inproc->machine_busy_s - inproc->cpu_s - inproc->server_cpu_s)
+           .Add("build_s", inproc->build_s)
+           .Add("note", "kyrodb::Database in this process, same vectors, one flush, use_result_cache=false"));
+
+  const std::string search_note = "queries cycle in order through " + std::to_string(data->queries.rows) +
+                                  " distinct vectors (server result cache: 1,024-entry LRU; its hits are reported)";
+  const auto http_search = runner.Run(true, LoadOp::kSearch, data->queries, 0, search_note);
+  const auto grpc_search = runner.Run(false, LoadOp::kSearch, data->queries, 0, search_note);
+  const std::string query_note = "get-by-id of uniform random ids in [1, " + std::to_string(c.n) + "], no embedding";
+  const auto http_query = runner.Run(true, LoadOp::kQuery, insert_vectors, 0, query_note);
+  const auto grpc_query = runner.Run(false, LoadOp::kQuery, insert_vectors, 0, query_note);
+  stop(search_server, "search");
+
+  // ---- insert server: fsync_policy=always, new ids only ----
+  auto insert_server = start("insert", {"--set", "persistence.fsync_policy=always", "--set",
+                                        "hot_tier.max_size_mb=" + std::to_string(c.insert_hot_tier_mb)});
+  if (!insert_server) return 1;
+  runner.server = insert_server.get();
+  runner.http = {"127.0.0.1", insert_server->http_port()};
+  runner.grpc_target = "127.0.0.1:" + std::to_string(insert_server->grpc_port());
+  const std::string insert_note = "fsync_policy=always, empty server, every insert a new id, embeddings cycle through " +
+                                  std::to_string(insert_vectors.rows) + " vectors; hot_tier.max_size_mb=" +
+                                  std::to_string(c.insert_hot_tier_mb);
+  uint64_t next_id = 1;
+  const auto http_insert = runner.Run(true, LoadOp::kInsert, insert_vectors, next_id, insert_note, &next_id);
+  const auto grpc_insert = runner.Run(false, LoadOp::kInsert, insert_vectors, next_id, insert_note, &next_id);
+  stop(insert_server, "insert");
+
+  auto ratio = [&](const std::optional<double>& qps) -> std::optional<double> {
+    if (!qps || inproc_qps <= 0) return std::nullopt;
+    return *qps / inproc_qps;
+  };
+  const auto http_ratio = ratio(http_search), grpc_ratio = ratio(grpc_search);
+  const bool clean_exits = std::all_of(exit_codes.begin(), exit_codes.end(), [](int rc) { return rc == 0; });
+  Emit(JsonLine()
+           .Add("bench", "server_summary")
+           .Add("documents", static_cast<uint64_t>(c.n))
+           .Add("dim", static_cast<uint64_t>(c.dim))
+           .Add("concurrency", static_cast<uint64_t>(c.concurrency))
+           .Add("server_threads", static_cast<uint64_t>(c.server_threads))
+           .Add("inprocess_search_qps", inproc_qps)
+           .Add("http_search_qps", http_search)
+           .Add("grpc_search_qps", grpc_search)
+           .Add("http_search_qps_over_inprocess", http_ratio)
+           .Add("grpc_search_qps_over_inprocess", grpc_ratio)
+           .Add("search_bar", kSearchBar)
+           .Add("http_search_meets_bar", http_ratio.value_or(0) >= kSearchBar)
+           .Add("grpc_search_meets_bar", grpc_ratio.value_or(0) >= kSearchBar)
+           .Add("http_query_qps", http_query)
+           .Add("grpc_query_qps", grpc_query)
+           .Add("http_insert_per_s", http_insert)
+           .Add("grpc_insert_per_s", grpc_insert)
+           .Add("insert_bar_per_s", kInsertBar)
+           .Add("http_insert_meets_bar", http_insert.value_or(0) >= kInsertBar)
+           .Add("grpc_insert_meets_bar", grpc_insert.value_or(0) >= kInsertBar)
+           .Add("max_other_processes_cpu_share", runner.max_other_share)
+           .Add("search_ratios_trustworthy", runner.max_other_share < kQuietShare)
+           .Add("request_errors", runner.errors)
+           .Add("servers_exited_0", clean_exits)
+           .Add("note", "client and servers share this machine's cores; see each line's client_cpu_s, server_cpu_s "
+                "and other_processes_cpu_s; max_other_processes_cpu_share is over the 3 search windows"));
+  return runner.errors || !clean_exits ? 1 : 0;
+}
+
+}  // namespace kyrodb::bench

@@ -1,0 +1,109 @@
+// The HTTP endpoints: Dispatch() routes one decoded HTTP request to its handler, which decodes
+// the body (request_decoder.h), calls Service, and writes the JSON reply (json_writer.h).
+// One handler file per endpoint group: document_handlers.cc (insert, bulk_insert, query,
+// documents/{id}, delete, update_metadata), search_handler.cc, collection_handlers.cc,
+// admin_handlers.cc (flush, snapshot, health, ready, metrics, slo); router.cc routes.
+//
+// Thread-safety: a HandlerContext belongs to one io thread; handlers run on that thread and
+// only share Service (thread-safe) with other threads.
+#pragma once
+
+#include <boost/beast/http/verb.hpp>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kyrodb/types.h"
+#include "server/common/api_error.h"
+#include "server/common/metrics.h"
+#include "server/common/service.h"
+#include "server/http/json_writer.h"
+#include "server/http/request_decoder.h"
+
+namespace kyrodb::server::http {
+
+// One request as the connection read it. The strings are reused from request to request.
+struct HttpRequest {
+  boost::beast::http::verb method = boost::beast::http::verb::unknown;
+  int version = 11;          // 10 = HTTP/1.0, 11 = HTTP/1.1
+  std::string target;        // as sent: path?query
+  std::string content_type;  // empty if the header was absent
+  std::string body;
+};
+
+// The reply a handler writes; the connection adds the status line and headers.
+struct HttpResponse {
+  int status = 200;
+  std::string_view content_type = "application/json";
+  std::string_view allow;  // Allow header (405)
+  std::string body;        // reused from request to request
+};
+
+// Per io thread state handed to every handler.
+struct HandlerContext {
+  explicit HandlerContext(Service& s) : service(s) {}
+  Service& service;
+  RequestContext request_context;  // issue #6 fills it per request from the API key
+  JsonBody json;                   // simdjson parser, reused
+  size_t dim_hint = 0;             // last embedding dimension seen: reserve vectors of this size
+};
+
+// Routes `req` and fills `resp`; returns the endpoint for metrics.
+Endpoint Dispatch(HandlerContext& hc, HttpRequest& req, HttpResponse& resp);
+
+// {"error": message, "error_code": NAME} with HttpStatus(code).
+void WriteError(const ApiError& error, HttpResponse& resp);
+// A decoded id echoed as given: a JSON string for string ids, a number otherwise.
+void WriteDocKey(JsonWriter& w, const DocKey& key);
+void WriteMetadata(JsonWriter& w, const Metadata& metadata);
+void WriteEmbedding(JsonWriter& w, const std::vector<float>& v);
+
+// Handlers. `id`/`name` are the decoded path segment; `query` the raw query string.
+void HandleInsert(HandlerContext& hc, HttpRequest& req, HttpResponse& resp);
+void HandleBulkInsert(HandlerContext& hc, HttpRequest& req, HttpResponse& resp);
+void HandleQuery(HandlerContext& hc, HttpRequest& req, HttpResponse& resp);
+void HandleGetDocument(HandlerContext& hc, std::string_view id, std::string_view query,
+                       HttpResponse& resp);
+void HandleDelete(HandlerContext& hc, HttpRequest& req, HttpResponse& resp);
+void HandleUpdateMetadata(HandlerContext& hc, HttpRequest& req, HttpResponse& resp);
+void HandleSearch(HandlerContext& hc, HttpRequest& req, HttpResponse& resp);
+void HandleListCollections(HandlerContext& hc, HttpResponse& resp);
+void HandleCreateCollection(HandlerContext& hc, std::string_view name, HttpRequest& req,
+                            HttpResponse& resp);
+void HandleDescribeCollection(HandlerContext& hc, std::string_view name, HttpResponse& resp);
+void HandleDropCollection(HandlerContext& hc, std::string_view name, HttpResponse& resp);
+void HandleFlush(HandlerContext& hc, HttpRequest& req, HttpResponse& resp);
+void HandleSnapshot(HandlerContext& hc, HttpRequest& req, HttpResponse& resp);
+void HandleHealth(HandlerContext& hc, HttpResponse& resp);
+void HandleReady(HandlerContext& hc, HttpResponse& resp);
+void HandleMetrics(HandlerContext& hc, HttpResponse& resp);
+void HandleSlo(HandlerContext& hc, HttpResponse& resp);
+
+// URL helpers (router.cc), exposed for tests.
+// Percent-decodes `in` into `out` ('+' stays '+'); false on a malformed escape.
+bool PercentDecode(std::string_view in, std::string* out);
+// Calls f(name, value) for each name=value pair of a query string (values percent-decoded);
+// returns the first error f returns, or INVALID_ARGUMENT for a malformed escape.
+template <typename F>
+ApiStatus ForEachQueryParam(std::string_view query, F&& f) {
+  std::string value;
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    const size_t eq = pair.find('=');
+    const std::string_view name = pair.substr(0, eq);
+    const std::string_view raw = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    if (!PercentDecode(raw, &value)) {
+      return ApiError{ErrorCode::kInvalidArgument,
+                      "query parameter '" + std::string(name) + "' has a malformed %-escape"};
+    }
+    if (auto st = f(name, std::string_view(value))) return st;
+  }
+  return std::nullopt;
+}
+
+}  // namespace kyrodb::server::http

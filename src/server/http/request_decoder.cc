@@ -1,0 +1,651 @@
+#include "server/http/request_decoder.h"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <utility>
+
+#include "server/common/config.h"
+
+namespace kyrodb::server::http {
+
+namespace {
+
+using simdjson::error_code;
+
+std::string Quoted(std::string_view s) {
+  std::string r;
+  r.reserve(s.size() + 2);
+  r.push_back('\'');
+  r.append(s);
+  r.push_back('\'');
+  return r;
+}
+
+ApiError Err(ErrorCode code, std::string message) { return {code, std::move(message)}; }
+
+// Errors of simdjson that mean "the value is there but has another type or range".
+bool IsTypeError(error_code e) {
+  return e == simdjson::INCORRECT_TYPE || e == simdjson::NUMBER_OUT_OF_RANGE;
+}
+
+// The JSON number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+bool IsJsonNumber(std::string_view s) {
+  size_t i = 0;
+  auto digits = [&] {
+    const size_t start = i;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+    return i > start;
+  };
+  if (i < s.size() && s[i] == '-') ++i;
+  if (i < s.size() && s[i] == '0') {
+    ++i;
+  } else if (!digits()) {
+    return false;
+  }
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    if (!digits()) return false;
+  }
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+    if (!digits()) return false;
+  }
+  return i == s.size();
+}
+
+ApiError SyntaxError(error_code e, std::string_view field) {
+  return Err(ErrorCode::kInvalidJson, "request body is not valid JSON in field " + Quoted(field) +
+                                          ": " + simdjson::error_message(e));
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' ||
+                        s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+const char* TypeName(sj::value& v) {
+  sj::json_type t;
+  if (v.type().get(t) != simdjson::SUCCESS) return "invalid JSON";
+  switch (t) {
+    case sj::json_type::array: return "an array";
+    case sj::json_type::object: return "an object";
+    case sj::json_type::number: return "a number";
+    case sj::json_type::string: return "a string";
+    case sj::json_type::boolean: return "a boolean";
+    case sj::json_type::null: return "null";
+  }
+  return "a value";
+}
+
+// A failed typed read of `v`: INVALID_JSON when the token itself is malformed (an atom like
+// `tru`), else INVALID_ARGUMENT saying what the field must be.
+ApiError TypeError(sj::value& v, error_code e, std::string_view field, std::string_view want) {
+  if (!IsTypeError(e)) return SyntaxError(e, field);
+  const std::string_view tok = Trim(v.raw_json_token());
+  if (!tok.empty() && (tok[0] == 't' || tok[0] == 'f' || tok[0] == 'n') && tok != "true" &&
+      tok != "false" && tok != "null") {
+    return Err(ErrorCode::kInvalidJson,
+               "request body is not valid JSON in field " + Quoted(field) + ": bad literal");
+  }
+  std::string m = "field " + Quoted(field) + " must be " + std::string(want) + ", not ";
+  m += TypeName(v);
+  return Err(ErrorCode::kInvalidArgument, std::move(m));
+}
+
+ApiError UnknownField(std::string_view key, std::string_view where) {
+  return Err(ErrorCode::kUnknownField,
+             "unknown field " + Quoted(key) + " in " + std::string(where));
+}
+
+ApiError MissingField(std::string_view key, std::string_view where) {
+  return Err(ErrorCode::kMissingField,
+             std::string(where) + " needs field " + Quoted(key));
+}
+
+ApiStatus ReadKey(sj::field& f, std::string_view* key) {
+  if (auto e = f.unescaped_key().get(*key)) return SyntaxError(e, "<key>");
+  return std::nullopt;
+}
+
+ApiStatus ReadStringView(sj::value v, std::string_view field, std::string_view* out) {
+  if (auto e = v.get_string().get(*out)) return TypeError(v, e, field, "a string");
+  return std::nullopt;
+}
+
+ApiStatus ReadString(sj::value v, std::string_view field, std::string* out) {
+  std::string_view s;
+  if (auto st = ReadStringView(v, field, &s)) return st;
+  out->assign(s);
+  return std::nullopt;
+}
+
+ApiStatus ReadBool(sj::value v, std::string_view field, bool* out) {
+  if (auto e = v.get_bool().get(*out)) return TypeError(v, e, field, "true or false");
+  return std::nullopt;
+}
+
+// An integer in [lo, hi]; a whole number out of range is `range_code`.
+ApiStatus ReadInteger(sj::value v, std::string_view field, uint64_t lo, uint64_t hi,
+                      ErrorCode range_code, uint64_t* out) {
+  sj::json_type t;
+  if (auto e = v.type().get(t)) return SyntaxError(e, field);
+  if (t != sj::json_type::number) return TypeError(v, simdjson::INCORRECT_TYPE, field, "an integer");
+  const std::string_view tok = Trim(v.raw_json_token());
+  uint64_t n = 0;
+  error_code e;
+  if (!tok.empty() && tok[0] == '-') {
+    int64_t i = 0;
+    e = v.get_int64().get(i);
+    if (e == simdjson::SUCCESS) e = simdjson::NUMBER_OUT_OF_RANGE;  // negative
+  } else {
+    e = v.get_uint64().get(n);
+    if (e == simdjson::SUCCESS && (n < lo || n > hi)) e = simdjson::NUMBER_OUT_OF_RANGE;
+  }
+  if (e == simdjson::SUCCESS) {
+    *out = n;
+    return std::nullopt;
+  }
+  if (e == simdjson::NUMBER_OUT_OF_RANGE) {
+    return Err(range_code, "field " + Quoted(field) + " must be in " + std::to_string(lo) + ".." +
+                               std::to_string(hi) + ", not " + std::string(tok));
+  }
+  return TypeError(v, e, field, "an integer");
+}
+
+ApiStatus ReadUint32(sj::value v, std::string_view field, uint32_t lo, uint32_t hi,
+                     ErrorCode range_code, uint32_t* out) {
+  uint64_t n = 0;
+  if (auto st = ReadInteger(v, field, lo, hi, range_code, &n)) return st;
+  *out = static_cast<uint32_t>(n);
+  return std::nullopt;
+}
+
+ApiStatus ReadFloat(sj::value v, std::string_view field, float* out) {
+  double d = 0;
+  if (auto e = v.get_double().get(d)) return TypeError(v, e, field, "a number");
+  if (!(std::fabs(d) <= std::numeric_limits<float>::max())) {
+    return Err(ErrorCode::kNonFiniteValue, "field " + Quoted(field) + " is outside the float range");
+  }
+  *out = static_cast<float>(d);
+  return std::nullopt;
+}
+
+ApiStatus ReadCollection(sj::value v, std::string_view* out) {
+  return ReadStringView(v, "collection", out);
+}
+
+std::string Indexed(std::string_view field, size_t i) {
+  std::string s(field);
+  s.push_back('[');
+  s += std::to_string(i);
+  s.push_back(']');
+  return s;
+}
+
+// One document of insert or bulk_insert. `where` names it in messages.
+ApiStatus ReadDocument(sj::object& obj, std::string_view where, size_t dim_hint, Document* doc,
+                       bool* has_key, std::string_view* collection) {
+  bool has_embedding = false;
+  *has_key = false;
+  for (auto fr : obj) {
+    sj::field f;
+    if (auto e = std::move(fr).get(f)) return SyntaxError(e, where);
+    std::string_view key;
+    if (auto st = ReadKey(f, &key)) return st;
+    if (key == "doc_id") {
+      if (auto st = ReadDocKey(f.value(), "doc_id", &doc->key)) return st;
+      *has_key = true;
+    } else if (key == "embedding") {
+      if (auto st = ReadEmbedding(f.value(), "embedding", dim_hint, &doc->embedding)) return st;
+      has_embedding = true;
+    } else if (key == "metadata") {
+      if (auto st = ReadMetadata(f.value(), "metadata", &doc->metadata)) return st;
+    } else if (key == "collection" && collection != nullptr) {
+      if (auto st = ReadCollection(f.value(), collection)) return st;
+    } else {
+      return UnknownField(key, where);
+    }
+  }
+  if (!*has_key) return MissingField("doc_id", where);
+  if (!has_embedding) return MissingField("embedding", where);
+  return std::nullopt;
+}
+
+// Iterates the top-level object, calling on_field(key, value) -> ApiStatus for each field.
+template <typename F>
+ApiStatus ForEachField(JsonBody& body, F&& on_field) {
+  for (auto fr : body.object()) {
+    sj::field f;
+    if (auto e = std::move(fr).get(f)) return SyntaxError(e, "<request>");
+    std::string_view key;
+    if (auto st = ReadKey(f, &key)) return st;
+    if (auto st = on_field(key, f.value())) return st;
+  }
+  return body.Finish();
+}
+
+}  // namespace
+
+ApiStatus JsonBody::Parse(std::string* body, bool empty_is_object) {
+  std::string* text = body;
+  if (empty_is_object && body->find_first_not_of(" \t\r\n") == std::string::npos) {
+    if (empty_object_.empty()) {
+      empty_object_ = "{}";
+      empty_object_.reserve(2 + simdjson::SIMDJSON_PADDING);
+    }
+    text = &empty_object_;
+  }
+  if (text->capacity() < text->size() + simdjson::SIMDJSON_PADDING) {
+    text->reserve(text->size() + simdjson::SIMDJSON_PADDING);
+  }
+  begin_ = text->data();
+  const simdjson::padded_string_view view(text->data(), text->size(), text->capacity());
+  if (auto e = parser_.iterate(view).get(doc_)) {
+    return Err(ErrorCode::kInvalidJson,
+               std::string("request body is not valid JSON: ") + simdjson::error_message(e));
+  }
+  if (auto e = doc_.get_object().get(object_)) {
+    // A well-formed JSON value of another type is the wrong argument; anything else bad JSON.
+    std::string_view tok;
+    if (e == simdjson::INCORRECT_TYPE && doc_.raw_json_token().get(tok) == simdjson::SUCCESS) {
+      tok = Trim(tok);
+      if (!tok.empty() && (tok[0] == '[' || tok[0] == '"' || tok == "true" || tok == "false" ||
+                           tok == "null" || IsJsonNumber(tok))) {
+        return Err(ErrorCode::kInvalidArgument, "request body must be a JSON object");
+      }
+    }
+    return Err(ErrorCode::kInvalidJson,
+               std::string("request body is not valid JSON: ") + simdjson::error_message(e));
+  }
+  return std::nullopt;
+}
+
+ApiStatus JsonBody::Finish() {
+  // current_location() is OUT_OF_BOUNDS exactly when the whole input was consumed.
+  const char* at = nullptr;
+  const error_code e = doc_.current_location().get(at);
+  if (e == simdjson::OUT_OF_BOUNDS) return std::nullopt;
+  std::string m = "request body is not valid JSON: unexpected content after the object";
+  if (e == simdjson::SUCCESS) m += " at byte " + std::to_string(at - begin_);
+  return Err(ErrorCode::kInvalidJson, std::move(m));
+}
+
+ApiStatus ReadDocKey(sj::value v, std::string_view field, DocKey* out) {
+  sj::json_type t;
+  if (auto e = v.type().get(t)) return SyntaxError(e, field);
+  if (t == sj::json_type::string) {
+    std::string_view s;
+    if (auto e = v.get_string().get(s)) return SyntaxError(e, field);
+    out->id = 0;
+    out->external.assign(s);
+    if (s.empty()) {
+      return Err(ErrorCode::kInvalidDocId, "field " + Quoted(field) + " must not be empty");
+    }
+    return std::nullopt;
+  }
+  if (t == sj::json_type::number) {
+    uint64_t id = 0;
+    if (auto e = v.get_uint64().get(id)) {
+      if (e != simdjson::INCORRECT_TYPE && e != simdjson::NUMBER_OUT_OF_RANGE) {
+        return SyntaxError(e, field);
+      }
+      return Err(ErrorCode::kInvalidDocId,
+                 "field " + Quoted(field) + " must be a positive integer or a string, not " +
+                     std::string(Trim(v.raw_json_token())));
+    }
+    out->id = id;
+    out->external.clear();
+    return std::nullopt;
+  }
+  return Err(ErrorCode::kInvalidDocId, "field " + Quoted(field) +
+                                           " must be a positive integer or a string, not " +
+                                           TypeName(v));
+}
+
+ApiStatus ReadEmbedding(sj::value v, std::string_view field, size_t dim_hint,
+                        std::vector<float>* out) {
+  sj::array arr;
+  if (auto e = v.get_array().get(arr)) return TypeError(v, e, field, "an array of numbers");
+  out->clear();
+  out->reserve(dim_hint);
+  for (auto er : arr) {
+    sj::value el;
+    if (auto e = std::move(er).get(el)) return SyntaxError(e, field);
+    double d;
+    if (auto e = el.get_double().get(d)) {
+      const std::string_view tok = Trim(el.raw_json_token());
+      if (tok == "NaN" || tok == "Infinity" || tok == "-Infinity" ||
+          (e == simdjson::NUMBER_ERROR && IsJsonNumber(tok))) {  // well-formed: overflow
+        return Err(ErrorCode::kNonFiniteValue, Indexed(field, out->size()) + " = " +
+                                                   std::string(tok) + " is not a finite number");
+      }
+      return TypeError(el, e, Indexed(field, out->size()), "a number");
+    }
+    if (!(std::fabs(d) <= std::numeric_limits<float>::max())) {
+      return Err(ErrorCode::kNonFiniteValue,
+                 Indexed(field, out->size()) + " is outside the float range (non-finite as float)");
+    }
+    out->push_back(static_cast<float>(d));
+  }
+  return std::nullopt;
+}
+
+ApiStatus ReadMetadata(sj::value v, std::string_view field, Metadata* out) {
+  sj::object obj;
+  if (auto e = v.get_object().get(obj)) return TypeError(v, e, field, "an object of strings");
+  out->clear();
+  for (auto fr : obj) {
+    sj::field f;
+    if (auto e = std::move(fr).get(f)) return SyntaxError(e, field);
+    std::string_view key;
+    if (auto st = ReadKey(f, &key)) return st;
+    std::string_view value;
+    sj::value fv = f.value();
+    if (auto e = fv.get_string().get(value)) {
+      return TypeError(fv, e, std::string(field) + "." + std::string(key), "a string");
+    }
+    out->emplace_back(std::string(key), std::string(value));
+  }
+  return std::nullopt;
+}
+
+ApiStatus ReadFilter(sj::value v, std::string_view field, int depth, MetadataFilter* out) {
+  using Kind = MetadataFilter::Kind;
+  if (depth > kMaxFilterDepth) {
+    return Err(ErrorCode::kInvalidArgument,
+               "field " + Quoted(field) + " nests deeper than " + std::to_string(kMaxFilterDepth));
+  }
+  sj::object obj;
+  if (auto e = v.get_object().get(obj)) return TypeError(v, e, field, "a filter object");
+  bool seen = false;
+  for (auto fr : obj) {
+    sj::field f;
+    if (auto e = std::move(fr).get(f)) return SyntaxError(e, field);
+    std::string_view op;
+    if (auto st = ReadKey(f, &op)) return st;
+    if (seen) {
+      return Err(ErrorCode::kInvalidArgument,
+                 "field " + Quoted(field) + " must have exactly one operator, found a second: " +
+                     Quoted(op));
+    }
+    seen = true;
+    const std::string where = std::string(field) + "." + std::string(op);
+    sj::value body = f.value();
+    if (op == "and" || op == "or") {
+      out->kind = op == "and" ? Kind::kAnd : Kind::kOr;
+      sj::array arr;
+      if (auto e = body.get_array().get(arr)) return TypeError(body, e, where, "an array of filters");
+      for (auto er : arr) {
+        sj::value child;
+        if (auto e = std::move(er).get(child)) return SyntaxError(e, where);
+        out->children.emplace_back();
+        if (auto st = ReadFilter(child, Indexed(where, out->children.size() - 1), depth + 1,
+                                 &out->children.back())) {
+          return st;
+        }
+      }
+    } else if (op == "not") {
+      out->kind = Kind::kNot;
+      out->children.emplace_back();
+      if (auto st = ReadFilter(body, where, depth + 1, &out->children.back())) return st;
+    } else if (op == "exact" || op == "in" || op == "range") {
+      out->kind = op == "exact" ? Kind::kExact : op == "in" ? Kind::kIn : Kind::kRange;
+      sj::object args;
+      if (auto e = body.get_object().get(args)) return TypeError(body, e, where, "an object");
+      bool has_key = false, has_value = false;
+      std::vector<MetadataFilter> bounds;  // range: one per bound, combined with AND if several
+      for (auto ar : args) {
+        sj::field a;
+        if (auto e = std::move(ar).get(a)) return SyntaxError(e, where);
+        std::string_view name;
+        if (auto st = ReadKey(a, &name)) return st;
+        const std::string arg_field = where + "." + std::string(name);
+        if (name == "key") {
+          if (auto st = ReadString(a.value(), arg_field, &out->key)) return st;
+          has_key = true;
+        } else if (op == "exact" && name == "value") {
+          if (auto st = ReadString(a.value(), arg_field, &out->value)) return st;
+          has_value = true;
+        } else if (op == "in" && name == "values") {
+          sj::array arr;
+          sj::value av = a.value();
+          if (auto e = av.get_array().get(arr)) return TypeError(av, e, arg_field, "an array of strings");
+          for (auto er : arr) {
+            sj::value s;
+            if (auto e = std::move(er).get(s)) return SyntaxError(e, arg_field);
+            std::string_view sv;
+            if (auto st = ReadStringView(s, Indexed(arg_field, out->values.size()), &sv)) return st;
+            out->values.emplace_back(sv);
+          }
+          has_value = true;
+        } else if (op == "range" && (name == "gte" || name == "lte" || name == "gt" || name == "lt")) {
+          MetadataFilter b;
+          b.kind = Kind::kRange;
+          b.op = name == "gte"   ? MetadataFilter::RangeOp::kGte
+                 : name == "lte" ? MetadataFilter::RangeOp::kLte
+                 : name == "gt"  ? MetadataFilter::RangeOp::kGt
+                                 : MetadataFilter::RangeOp::kLt;
+          if (auto st = ReadString(a.value(), arg_field, &b.value)) return st;
+          bounds.push_back(std::move(b));
+          has_value = true;
+        } else {
+          return UnknownField(name, "filter " + Quoted(where));
+        }
+      }
+      if (!has_key) return MissingField("key", "filter " + Quoted(where));
+      if (!has_value) {
+        return MissingField(op == "exact" ? "value" : op == "in" ? "values" : "gte|lte|gt|lt",
+                            "filter " + Quoted(where));
+      }
+      if (op == "range") {
+        for (MetadataFilter& b : bounds) b.key = out->key;
+        if (bounds.size() == 1) {
+          out->op = bounds[0].op;
+          out->value = std::move(bounds[0].value);
+        } else {
+          out->kind = Kind::kAnd;
+          out->key.clear();
+          out->children = std::move(bounds);
+        }
+      }
+    } else {
+      return Err(ErrorCode::kUnknownField,
+                 "unknown filter operator " + Quoted(op) + " in field " + Quoted(field) +
+                     " (exact, range, in, and, or, not)");
+    }
+  }
+  if (!seen) {
+    return Err(ErrorCode::kInvalidArgument,
+               "field " + Quoted(field) + " must have one operator (exact, range, in, and, or, not)");
+  }
+  return std::nullopt;
+}
+
+ApiStatus DecodeInsert(JsonBody& body, size_t dim_hint, InsertRequest* out) {
+  bool has_key = false;
+  if (auto st = ReadDocument(body.object(), "insert request", dim_hint, &out->doc, &has_key,
+                             &out->collection)) {
+    return st;
+  }
+  return body.Finish();
+}
+
+ApiStatus DecodeBulkInsert(JsonBody& body, size_t dim_hint, BulkInsertRequest* out) {
+  bool has_documents = false;
+  auto st = ForEachField(body, [&](std::string_view key, sj::value v) -> ApiStatus {
+    if (key == "collection") return ReadCollection(v, &out->collection);
+    if (key != "documents") return UnknownField(key, "bulk_insert request");
+    has_documents = true;
+    sj::array arr;
+    if (auto e = v.get_array().get(arr)) return TypeError(v, e, "documents", "an array of documents");
+    for (auto er : arr) {
+      const size_t i = out->total++;
+      sj::value dv;
+      if (auto e = std::move(er).get(dv)) return SyntaxError(e, "documents");
+      const std::string where = Indexed("documents", i);
+      sj::object obj;
+      Document doc;
+      bool has_key = false;
+      ApiStatus err;
+      if (auto e = dv.get_object().get(obj)) {
+        err = TypeError(dv, e, where, "an object");
+      } else {
+        err = ReadDocument(obj, where, dim_hint, &doc, &has_key, nullptr);
+      }
+      if (err) {
+        // Malformed JSON fails the whole request; a bad document only itself.
+        if (err->code == ErrorCode::kInvalidJson) return err;
+        out->errors.emplace_back(i, std::move(*err));
+        out->error_keys.push_back(has_key ? std::move(doc.key) : DocKey{});
+        continue;
+      }
+      if (dim_hint == 0) dim_hint = doc.embedding.size();
+      out->docs.push_back(std::move(doc));
+      out->index.push_back(i);
+    }
+    return std::nullopt;
+  });
+  if (st) return st;
+  if (!has_documents) return MissingField("documents", "bulk_insert request");
+  return std::nullopt;
+}
+
+ApiStatus DecodeQuery(JsonBody& body, QueryRequest* out) {
+  bool has_key = false;
+  auto st = ForEachField(body, [&](std::string_view key, sj::value v) -> ApiStatus {
+    if (key == "doc_id") {
+      has_key = true;
+      return ReadDocKey(v, "doc_id", &out->key);
+    }
+    if (key == "include_embedding") return ReadBool(v, key, &out->include_embedding);
+    if (key == "collection") return ReadCollection(v, &out->collection);
+    return UnknownField(key, "query request");
+  });
+  if (st) return st;
+  if (!has_key) return MissingField("doc_id", "query request");
+  return std::nullopt;
+}
+
+ApiStatus DecodeSearch(JsonBody& body, size_t dim_hint, SearchHttpRequest* out) {
+  bool has_query = false;
+  SearchRequest& r = out->request;
+  auto st = ForEachField(body, [&](std::string_view key, sj::value v) -> ApiStatus {
+    if (key == "query_embedding") {
+      has_query = true;
+      return ReadEmbedding(v, key, dim_hint, &r.query);
+    }
+    if (key == "k") {
+      return ReadUint32(v, key, 1, std::numeric_limits<uint32_t>::max(), ErrorCode::kInvalidK, &r.k);
+    }
+    if (key == "ef_search") {
+      return ReadUint32(v, key, 0, std::numeric_limits<uint32_t>::max(),
+                        ErrorCode::kInvalidEfSearch, &r.ef);
+    }
+    if (key == "min_score") {
+      sj::json_type t;
+      if (v.type().get(t) == simdjson::SUCCESS && t == sj::json_type::null) return std::nullopt;
+      r.has_min_score = true;
+      return ReadFloat(v, key, &r.min_score);
+    }
+    if (key == "include_embeddings") return ReadBool(v, key, &r.include_embeddings);
+    if (key == "include_metadata") return ReadBool(v, key, &r.include_metadata);
+    if (key == "filter") {
+      sj::json_type t;
+      if (v.type().get(t) == simdjson::SUCCESS && t == sj::json_type::null) return std::nullopt;
+      out->has_filter = true;
+      return ReadFilter(v, key, 1, &out->filter);
+    }
+    if (key == "collection") return ReadCollection(v, &out->collection);
+    return UnknownField(key, "search request");
+  });
+  if (st) return st;
+  if (!has_query) return MissingField("query_embedding", "search request");
+  return std::nullopt;
+}
+
+ApiStatus DecodeDelete(JsonBody& body, DeleteRequest* out) {
+  bool has_key = false;
+  auto st = ForEachField(body, [&](std::string_view key, sj::value v) -> ApiStatus {
+    if (key == "doc_id") {
+      has_key = true;
+      return ReadDocKey(v, "doc_id", &out->key);
+    }
+    if (key == "collection") return ReadCollection(v, &out->collection);
+    return UnknownField(key, "delete request");
+  });
+  if (st) return st;
+  if (!has_key) return MissingField("doc_id", "delete request");
+  return std::nullopt;
+}
+
+ApiStatus DecodeUpdateMetadata(JsonBody& body, UpdateMetadataRequest* out) {
+  bool has_key = false, has_metadata = false;
+  auto st = ForEachField(body, [&](std::string_view key, sj::value v) -> ApiStatus {
+    if (key == "doc_id") {
+      has_key = true;
+      return ReadDocKey(v, "doc_id", &out->key);
+    }
+    if (key == "metadata") {
+      has_metadata = true;
+      return ReadMetadata(v, key, &out->metadata);
+    }
+    if (key == "merge") return ReadBool(v, key, &out->merge);
+    if (key == "collection") return ReadCollection(v, &out->collection);
+    return UnknownField(key, "update_metadata request");
+  });
+  if (st) return st;
+  if (!has_key) return MissingField("doc_id", "update_metadata request");
+  if (!has_metadata) return MissingField("metadata", "update_metadata request");
+  return std::nullopt;
+}
+
+ApiStatus DecodeFlush(JsonBody& body, FlushRequest* out) {
+  return ForEachField(body, [&](std::string_view key, sj::value v) -> ApiStatus {
+    if (key == "collection") return ReadCollection(v, &out->collection);
+    return UnknownField(key, "flush request");
+  });
+}
+
+ApiStatus DecodeSnapshot(JsonBody& body) {
+  return ForEachField(body, [&](std::string_view key, sj::value) -> ApiStatus {
+    return UnknownField(key, "snapshot request");
+  });
+}
+
+ApiStatus DecodeCreateCollection(JsonBody& body, CollectionOptions* out) {
+  bool has_dimension = false;
+  auto st = ForEachField(body, [&](std::string_view key, sj::value v) -> ApiStatus {
+    constexpr uint32_t kMax = std::numeric_limits<uint32_t>::max();
+    if (key == "dimension") {
+      has_dimension = true;
+      return ReadUint32(v, key, 1, kMax, ErrorCode::kInvalidCollection, &out->dimension);
+    }
+    if (key == "metric") {
+      std::string name;
+      if (auto s = ReadString(v, key, &name)) return s;
+      auto m = ParseMetric(name);
+      if (!m.ok()) return Err(ErrorCode::kInvalidCollection, m.status().message());
+      out->metric = *m;
+      return std::nullopt;
+    }
+    if (key == "m") return ReadUint32(v, key, 2, kMax, ErrorCode::kInvalidCollection, &out->m);
+    if (key == "ef_construction") {
+      return ReadUint32(v, key, 1, kMax, ErrorCode::kInvalidCollection, &out->ef_construction);
+    }
+    if (key == "ef_search") {
+      return ReadUint32(v, key, 1, kMax, ErrorCode::kInvalidCollection, &out->ef_search);
+    }
+    return UnknownField(key, "collection options");
+  });
+  if (st) return st;
+  if (!has_dimension) return MissingField("dimension", "collection options");
+  return std::nullopt;
+}
+
+}  // namespace kyrodb::server::http

@@ -1,0 +1,113 @@
+// Decoding of HTTP request bodies (JSON, simdjson On-Demand) into the Service's request types.
+//
+// Decoding checks shapes and types only: which fields exist, that each has the right JSON type,
+// that numbers fit their fields. Value rules shared with gRPC (dimension, finiteness, id range,
+// k and ef_search bounds) are Service's. Every error names the field: unknown fields are
+// UNKNOWN_FIELD, missing required ones MISSING_FIELD, wrong types INVALID_ARGUMENT, malformed
+// JSON INVALID_JSON with the byte offset where parsing stopped.
+//
+// Strings in the decoded requests (std::string_view) point into the JsonBody's parser or the
+// body itself: they stay valid until the next Parse() on the same JsonBody.
+// Thread-safety: a JsonBody belongs to one thread (one per io thread); the decoders are pure.
+#pragma once
+
+#include <simdjson.h>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "kyrodb/types.h"
+#include "server/common/api_error.h"
+#include "server/common/metadata_filter.h"
+
+namespace kyrodb::server::http {
+
+namespace sj = simdjson::ondemand;
+
+// Filters nest at most this deep ({"and":[{"not":{...}}]} is depth 3).
+inline constexpr int kMaxFilterDepth = 32;
+
+// One parser, reused for every request of an io thread.
+class JsonBody {
+ public:
+  // Parses `body` as one JSON object, adding simdjson's padding to its capacity if missing.
+  // An empty body is the empty object when `empty_is_object`, else MISSING_FIELD-free INVALID_JSON.
+  ApiStatus Parse(std::string* body, bool empty_is_object = false);
+  sj::object& object() { return object_; }
+  // After the object was read to its end: refuses trailing content.
+  ApiStatus Finish();
+
+ private:
+  sj::parser parser_;
+  sj::document doc_;
+  sj::object object_;
+  std::string empty_object_;  // padded "{}" for empty bodies
+  const char* begin_ = nullptr;
+};
+
+struct InsertRequest {
+  std::string_view collection;
+  Document doc;
+};
+
+struct BulkInsertRequest {
+  std::string_view collection;
+  std::vector<Document> docs;            // the documents that decoded
+  std::vector<size_t> index;             // docs[i] was documents[index[i]] in the request
+  std::vector<std::pair<size_t, ApiError>> errors;  // documents that did not decode
+  std::vector<DocKey> error_keys;        // errors[i]'s doc_id if it decoded, else an empty key
+  size_t total = 0;                      // documents in the request
+};
+
+struct QueryRequest {
+  std::string_view collection;
+  DocKey key;
+  bool include_embedding = false;
+};
+
+struct SearchHttpRequest {
+  std::string_view collection;
+  SearchRequest request;
+  bool has_filter = false;
+  MetadataFilter filter;
+};
+
+struct DeleteRequest {
+  std::string_view collection;
+  DocKey key;
+};
+
+struct UpdateMetadataRequest {
+  std::string_view collection;
+  DocKey key;
+  Metadata metadata;
+  bool merge = true;
+};
+
+struct FlushRequest {
+  std::string_view collection;  // empty: every collection
+};
+
+// Each decoder reads body.object() to its end and calls body.Finish().
+// `dim_hint` reserves embedding vectors (the last dimension seen on this connection).
+ApiStatus DecodeInsert(JsonBody& body, size_t dim_hint, InsertRequest* out);
+ApiStatus DecodeBulkInsert(JsonBody& body, size_t dim_hint, BulkInsertRequest* out);
+ApiStatus DecodeQuery(JsonBody& body, QueryRequest* out);
+ApiStatus DecodeSearch(JsonBody& body, size_t dim_hint, SearchHttpRequest* out);
+ApiStatus DecodeDelete(JsonBody& body, DeleteRequest* out);
+ApiStatus DecodeUpdateMetadata(JsonBody& body, UpdateMetadataRequest* out);
+ApiStatus DecodeFlush(JsonBody& body, FlushRequest* out);
+ApiStatus DecodeSnapshot(JsonBody& body);
+ApiStatus DecodeCreateCollection(JsonBody& body, CollectionOptions* out);
+
+// Building blocks, exposed for tests. `field` names the value in error messages.
+ApiStatus ReadDocKey(sj::value v, std::string_view field, DocKey* out);
+ApiStatus ReadEmbedding(sj::value v, std::string_view field, size_t dim_hint,
+                        std::vector<float>* out);
+ApiStatus ReadMetadata(sj::value v, std::string_view field, Metadata* out);
+ApiStatus ReadFilter(sj::value v, std::string_view field, int depth, MetadataFilter* out);
+
+}  // namespace kyrodb::server::http

@@ -1,0 +1,1129 @@
+// HTTP/JSON server: the JSON writer and request decoders directly, then every endpoint over real
+// loopback sockets (Service and HttpServer in this process, a synchronous Beast client).
+#include <utility>  // before Boost (BUILD-NOTES)
+
+// GCC 12 + ASan: a false maybe-uninitialized inside Beast 1.74's basic_parser (see
+// http_server.cc).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/common/service.h"
+#include "server/http/handlers.h"
+#include "server/http/http_server.h"
+#include "server/http/json_writer.h"
+#include "server/http/request_decoder.h"
+#include "test_support.h"
+
+namespace kyrodb::server {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = net::ip::tcp;
+using http::JsonBody;
+using http::JsonWriter;
+
+// ---------------------------------------------------------------------------------------------
+// JsonWriter
+
+TEST(JsonWriterTest, EscapesQuotesBackslashesAndControlCharacters) {
+  std::string out;
+  JsonWriter w(&out);
+  w.String(std::string_view("a\"b\\c\n\t\x01\x1f/é", 12));
+  EXPECT_EQ(out, "\"a\\\"b\\\\c\\n\\t\\u0001\\u001f/é\"");
+  // What we write parses back to the original string.
+  simdjson::dom::parser p;
+  std::string_view back;
+  ASSERT_EQ(p.parse(out).get(back), simdjson::SUCCESS);
+  EXPECT_EQ(back, std::string_view("a\"b\\c\n\t\x01\x1f/é", 12));
+}
+
+TEST(JsonWriterTest, PlacesCommasBetweenElementsAndFields) {
+  std::string out;
+  JsonWriter w(&out);
+  w.BeginObject();
+  w.Field("a", uint64_t{1});
+  w.Key("b");
+  w.BeginArray();
+  w.Bool(true);
+  w.Null();
+  w.BeginObject();
+  w.EndObject();
+  w.BeginArray();
+  w.EndArray();
+  w.Int(-3);
+  w.EndArray();
+  w.Field("c", "x:");
+  w.Key("d");
+  w.Raw("{\"r\":1}");
+  w.EndObject();
+  EXPECT_EQ(out, "{\"a\":1,\"b\":[true,null,{},[],-3],\"c\":\"x:\",\"d\":{\"r\":1}}");
+}
+
+TEST(JsonWriterTest, FloatsRoundTripExactlyAndNonFiniteIsNull) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> dist(-1e6f, 1e6f);
+  simdjson::dom::parser p;
+  for (int i = 0; i < 1000; ++i) {
+    const float f = i % 3 == 0 ? dist(rng) * 1e-9f : dist(rng);
+    std::string out;
+    JsonWriter(&out).Float(f);
+    double back = 0;
+    ASSERT_EQ(p.parse(out).get(back), simdjson::SUCCESS) << out;
+    EXPECT_EQ(static_cast<float>(back), f) << out;
+  }
+  std::string out;
+  JsonWriter w(&out);
+  w.BeginArray();
+  w.Float(std::numeric_limits<float>::quiet_NaN());
+  w.Float(std::numeric_limits<float>::infinity());
+  w.Double(-std::numeric_limits<double>::infinity());
+  w.Double(0.5);
+  w.EndArray();
+  EXPECT_EQ(out, "[null,null,null,0.5]");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request decoders
+
+class DecoderTest : public ::testing::Test {
+ protected:
+  // Parses `text` and runs `decode`; returns the error, if any.
+  template <typename F>
+  ApiStatus Decode(std::string text, F&& decode) {
+    body_ = std::move(text);
+    if (auto st = json_.Parse(&body_)) return st;
+    return decode(json_);
+  }
+  static ::testing::AssertionResult Fails(const ApiStatus& st, ErrorCode code,
+                                          std::string_view mentions = {}) {
+    if (!st) return ::testing::AssertionFailure() << "decoded without error";
+    if (st->code != code) {
+      return ::testing::AssertionFailure()
+             << "code " << ErrorCodeName(st->code) << " (" << st->message << "), want "
+             << ErrorCodeName(code);
+    }
+    if (st->message.find(mentions) == std::string::npos) {
+      return ::testing::AssertionFailure() << "message '" << st->message << "' lacks '"
+                                           << mentions << "'";
+    }
+    return ::testing::AssertionSuccess();
+  }
+
+  JsonBody json_;
+  std::string body_;
+};
+
+TEST_F(DecoderTest, InsertReadsNumericAndStringIdsEmbeddingMetadataAndCollection) {
+  http::InsertRequest r;
+  ASSERT_FALSE(Decode(R"({"doc_id": 123, "embedding": [1, -2.5, 3e-2],
+                          "metadata": {"lang": "en", "q\"k": "v\u00e9"}, "collection": "c1"})",
+                      [&](JsonBody& b) { return http::DecodeInsert(b, 0, &r); }));
+  EXPECT_FALSE(r.doc.key.is_string());
+  EXPECT_EQ(r.doc.key.id, 123u);
+  EXPECT_EQ(r.doc.embedding, (std::vector<float>{1.0f, -2.5f, 3e-2f}));
+  ASSERT_EQ(r.doc.metadata.size(), 2u);
+  EXPECT_EQ(r.doc.metadata[1].first, "q\"k");
+  EXPECT_EQ(r.doc.metadata[1].second, "v\xc3\xa9");
+  EXPECT_EQ(r.collection, "c1");
+
+  http::InsertRequest s;
+  ASSERT_FALSE(Decode(R"({"embedding": [0.5], "doc_id": "123"})",
+                      [&](JsonBody& b) { return http::DecodeInsert(b, 8, &s); }));
+  EXPECT_TRUE(s.doc.key.is_string());
+  EXPECT_EQ(s.doc.key.external, "123");
+  EXPECT_EQ(s.collection, "");
+}
+
+TEST_F(DecoderTest, RefusesUnknownFieldsNamingThem) {
+  http::InsertRequest r;
+  EXPECT_TRUE(Fails(Decode(R"({"doc_id": 1, "embedding": [1], "embeding": [1]})",
+                           [&](JsonBody& b) { return http::DecodeInsert(b, 0, &r); }),
+                    ErrorCode::kUnknownField, "'embeding'"));
+  http::SearchHttpRequest s;
+  EXPECT_TRUE(Fails(Decode(R"({"query_embedding": [1], "top_k": 3})",
+                           [&](JsonBody& b) { return http::DecodeSearch(b, 0, &s); }),
+                    ErrorCode::kUnknownField, "'top_k'"));
+}
+
+TEST_F(DecoderTest, WrongTypesAreInvalidArgumentNamingTheField) {
+  http::SearchHttpRequest s;
+  EXPECT_TRUE(Fails(Decode(R"({"query_embedding": [1], "k": "ten"})",
+                           [&](JsonBody& b) { return http::DecodeSearch(b, 0, &s); }),
+                    ErrorCode::kInvalidArgument, "'k'"));
+  EXPECT_TRUE(Fails(Decode(R"({"query_embedding": [1], "k": 2.5})",
+                           [&](JsonBody& b) { return http::DecodeSearch(b, 0, &s); }),
+                    ErrorCode::kInvalidArgument, "'k'"));
+  EXPECT_TRUE(Fails(Decode(R"({"query_embedding": [1, "x"]})",
+                           [&](JsonBody& b) { return http::DecodeSearch(b, 0, &s); }),
+                    ErrorCode::kInvalidArgument, "query_embedding[1]"));
+  EXPECT_TRUE(Fails(Decode(R"({"query_embedding": {"a": 1}})",
+                           [&](JsonBody& b) { return http::DecodeSearch(b, 0, &s); }),
+                    ErrorCode::kInvalidArgument, "'query_embedding'"));
+  EXPECT_TRUE(Fails(Decode(R"({"query_embedding": [1], "include_embeddings": 1})",
+                           [&](JsonBody& b) { return http::DecodeSearch(b, 0, &s); }),
+                    ErrorCode::kInvalidArgument, "'include_embeddings'"));
+  http::InsertRequest r;
+  EXPECT_TRUE(Fails(Decode(R"({"doc_id": 1, "embedding": [1], "metadata": {"a": 1}})",
+                           [&](JsonBody& b) { return http::DecodeInsert(b, 0, &r); }),
+                    ErrorCode::kInvalidArgument, "metadata.a"));
+  for (const char* other : {"[1, 2]", "42", "\"text\"", "null"}) {
+    EXPECT_TRUE(Fails(Decode(other, [&](JsonBody& b) { return http::DecodeInsert(b, 0, &r); }),
+                      ErrorCode::kInvalidArgument, "JSON object"))
+        << other;
+  }
+}
+
+TEST_F(DecoderTest, DocIdMustBeAPositiveIntegerOrAString) {
+  for (const char* bad : {"-1", "1.5", "1e3", "99999999999999999999", "true", "null", "[1]"}) {
+    http::DeleteRequest d;
+    EXPECT_TRUE(Fails(Decode(std::string(R"({"doc_id": )") + bad + "}",
+                             [&](JsonBody& b) { return http::DecodeDelete(b, &d); }),
+                      ErrorCode::kInvalidDocId, "doc_id"))
+        << bad;
+  }
+  http::DeleteRequest d;
+  EXPECT_TRUE(Fails(Decode(R"({"doc_id": ""})", [&](JsonBody& b) { return http::DecodeDelete(b, &d); }),
+                    ErrorCode::kInvalidDocId));
+  EXPECT_TRUE(Fails(Decode(R"({})", [&](JsonBody& b) { return http::DecodeDelete(b, &d); }),
+                    ErrorCode::kMissingField, "'doc_id'"));
+}
+
+TEST_F(DecoderTest, MalformedJsonIsInvalidJson) {
+  http::SearchHttpRequest s;
+  for (const char* bad : {R"({"query_embedding": [1,)", R"({"query_embedding": [1]} x)",
+                          R"({"query_embedding" [1]})", R"({"k": tru, "query_embedding": [1]})",
+                          "", "   ", R"({"query_embedding": [1.e5]})", "not json", "nul",
+                          "{\"query_embedding\": [1], \"collection\": \"a\x01b\"}"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_TRUE(Fails(Decode(bad, [&](JsonBody& b) { return http::DecodeSearch(b, 0, &s); }),
+                      ErrorCode::kInvalidJson));
+  }
+  EXPECT_TRUE(Fails(Decode(R"({"query_embedding": [1]}  {})",
+                           [&](JsonBody& b) { return http::DecodeSearch(b, 0, &s); }),
+                    ErrorCode::kInvalidJson, "byte 26"));
+}
+
+TEST_F(DecoderTest, EmbeddingValuesOutsideTheFloatRangeAreNonFinite) {
+  for (const char* bad : {"1e39", "-3.5e38", "1e999", "NaN", "Infinity", "-Infinity"}) {
+    SCOPED_TRACE(bad);
+    http::InsertRequest r;
+    EXPECT_TRUE(Fails(Decode(std::string(R"({"doc_id": 1, "embedding": [0, )") + bad + "]}",
+                             [&](JsonBody& b) { return http::DecodeInsert(b, 0, &r); }),
+                      ErrorCode::kNonFiniteValue, "embedding[1]"));
+  }
+}
+
+TEST_F(DecoderTest, SearchDefaultsAndRanges) {
+  http::SearchHttpRequest s;
+  ASSERT_FALSE(Decode(R"({"query_embedding": [1, 2]})",
+                      [&](JsonBody& b) { return http::DecodeSearch(b, 0, &s); }));
+  EXPECT_EQ(s.request.k, 10u);
+  EXPECT_EQ(s.request.ef, 0u);
+  EXPECT_FALSE(s.request.has_min_score);
+  EXPECT_FALSE(s.request.include_embeddings);
+  EXPECT_FALSE(s.has_filter);
+
+  http::SearchHttpRequest t;
+  ASSERT_FALSE(Decode(R"({"query_embedding": [1], "k": 1000, "ef_search": 64, "min_score": -0.25,
+                          "include_embeddings": true, "filter": null, "collection": "x"})",
+                      [&](JsonBody& b) { return http::DecodeSearch(b, 0, &t); }));
+  EXPECT_EQ(t.request.k, 1000u);
+  EXPECT_EQ(t.request.ef, 64u);
+  EXPECT_TRUE(t.request.has_min_score);
+  EXPECT_EQ(t.request.min_score, -0.25f);
+  EXPECT_TRUE(t.request.include_embeddings);
+  EXPECT_EQ(t.collection, "x");
+
+  http::SearchHttpRequest u;
+  EXPECT_TRUE(Fails(Decode(R"({"query_embedding": [1], "k": 0})",
+                           [&](JsonBody& b) { return http::DecodeSearch(b, 0, &u); }),
+                    ErrorCode::kInvalidK));
+  EXPECT_TRUE(Fails(Decode(R"({"query_embedding": [1], "k": -5})",
+                           [&](JsonBody& b) { return http::DecodeSearch(b, 0, &u); }),
+                    ErrorCode::kInvalidK));
+  EXPECT_TRUE(Fails(Decode(R"({"query_embedding": [1], "ef_search": -1})",
+                           [&](JsonBody& b) { return http::DecodeSearch(b, 0, &u); }),
+                    ErrorCode::kInvalidEfSearch));
+  EXPECT_TRUE(Fails(Decode(R"({"k": 3})", [&](JsonBody& b) { return http::DecodeSearch(b, 0, &u); }),
+                    ErrorCode::kMissingField, "'query_embedding'"));
+}
+
+TEST_F(DecoderTest, FiltersDecodeEveryForm) {
+  using Kind = MetadataFilter::Kind;
+  http::SearchHttpRequest s;
+  ASSERT_FALSE(Decode(R"({"query_embedding": [1], "filter": {"and": [
+        {"exact": {"key": "lang", "value": "en"}},
+        {"range": {"key": "year", "gte": "2000", "lt": "2010"}},
+        {"or": [{"in": {"key": "tag", "values": ["a", "b"]}},
+                {"not": {"range": {"key": "z", "gt": "m"}}}]}]}})",
+                      [&](JsonBody& b) { return http::DecodeSearch(b, 0, &s); }));
+  ASSERT_TRUE(s.has_filter);
+  const MetadataFilter& f = s.filter;
+  ASSERT_EQ(f.kind, Kind::kAnd);
+  ASSERT_EQ(f.children.size(), 3u);
+  EXPECT_EQ(f.children[0].kind, Kind::kExact);
+  EXPECT_EQ(f.children[0].key, "lang");
+  EXPECT_EQ(f.children[0].value, "en");
+  // Two bounds become an AND of two ranges.
+  ASSERT_EQ(f.children[1].kind, Kind::kAnd);
+  ASSERT_EQ(f.children[1].children.size(), 2u);
+  EXPECT_EQ(f.children[1].children[0].op, MetadataFilter::RangeOp::kGte);
+  EXPECT_EQ(f.children[1].children[1].op, MetadataFilter::RangeOp::kLt);
+  EXPECT_EQ(f.children[1].children[1].key, "year");
+  EXPECT_EQ(f.children[1].children[1].value, "2010");
+  const MetadataFilter& o = f.children[2];
+  ASSERT_EQ(o.kind, Kind::kOr);
+  EXPECT_EQ(o.children[0].kind, Kind::kIn);
+  EXPECT_EQ(o.children[0].values, (std::vector<std::string>{"a", "b"}));
+  ASSERT_EQ(o.children[1].kind, Kind::kNot);
+  EXPECT_EQ(o.children[1].children[0].kind, Kind::kRange);
+  EXPECT_EQ(o.children[1].children[0].op, MetadataFilter::RangeOp::kGt);
+
+  // The decoded filter evaluates as written.
+  EXPECT_TRUE(Matches(f, {{"lang", "en"}, {"year", "2005"}, {"tag", "b"}}));
+  EXPECT_FALSE(Matches(f, {{"lang", "en"}, {"year", "2010"}, {"tag", "b"}}));
+  EXPECT_TRUE(Matches(f, {{"lang", "en"}, {"year", "2001"}, {"tag", "c"}, {"z", "a"}}));
+  EXPECT_FALSE(Matches(f, {{"lang", "en"}, {"year", "2001"}, {"tag", "c"}, {"z", "q"}}));
+}
+
+TEST_F(DecoderTest, BadFiltersNameTheProblem) {
+  struct Case {
+    const char* filter;
+    ErrorCode code;
+    const char* mentions;
+  };
+  const Case cases[] = {
+      {R"({"like": {"key": "a"}})", ErrorCode::kUnknownField, "'like'"},
+      {R"({"exact": {"key": "a", "value": "b", "x": 1}})", ErrorCode::kUnknownField, "'x'"},
+      {R"({"exact": {"key": "a"}})", ErrorCode::kMissingField, "'value'"},
+      {R"({"exact": {"value": "a"}})", ErrorCode::kMissingField, "'key'"},
+      {R"({"exact": {"key": "a", "value": 3}})", ErrorCode::kInvalidArgument, "filter.exact.value"},
+      {R"({"in": {"key": "a", "values": "b"}})", ErrorCode::kInvalidArgument, "filter.in.values"},
+      {R"({"and": {}})", ErrorCode::kInvalidArgument, "filter.and"},
+      {R"({})", ErrorCode::kInvalidArgument, "one operator"},
+      {R"({"not": {"exact": {"key": "a", "value": "b"}}, "and": []})", ErrorCode::kInvalidArgument,
+       "exactly one"},
+      {R"([1])", ErrorCode::kInvalidArgument, "'filter'"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.filter);
+    http::SearchHttpRequest s;
+    EXPECT_TRUE(Fails(Decode(std::string(R"({"query_embedding": [1], "filter": )") + c.filter + "}",
+                             [&](JsonBody& b) { return http::DecodeSearch(b, 0, &s); }),
+                      c.code, c.mentions));
+  }
+  // Nesting is bounded.
+  std::string deep;
+  for (int i = 0; i < http::kMaxFilterDepth + 1; ++i) deep += R"({"not":)";
+  deep += R"({"exact":{"key":"a","value":"b"}})";
+  deep += std::string(http::kMaxFilterDepth + 1, '}');
+  http::SearchHttpRequest s;
+  EXPECT_TRUE(Fails(Decode(R"({"query_embedding": [1], "filter": )" + deep + "}",
+                           [&](JsonBody& b) { return http::DecodeSearch(b, 0, &s); }),
+                    ErrorCode::kInvalidArgument, "deeper"));
+}
+
+TEST_F(DecoderTest, BulkInsertKeepsGoodDocumentsAndReportsBadOnesByIndex) {
+  http::BulkInsertRequest r;
+  ASSERT_FALSE(Decode(R"({"documents": [
+        {"doc_id": 1, "embedding": [1, 2]},
+        {"doc_id": "s", "embedding": [1, "x"], "metadata": {"a": "b"}},
+        {"embedding": [1, 2]},
+        7,
+        {"doc_id": "two", "embedding": [3, 4], "metadata": {"k": "v"}}], "collection": "c"})",
+                      [&](JsonBody& b) { return http::DecodeBulkInsert(b, 0, &r); }));
+  EXPECT_EQ(r.total, 5u);
+  EXPECT_EQ(r.collection, "c");
+  ASSERT_EQ(r.docs.size(), 2u);
+  EXPECT_EQ(r.index, (std::vector<size_t>{0, 4}));
+  EXPECT_EQ(r.docs[1].key.external, "two");
+  EXPECT_EQ(r.docs[1].embedding, (std::vector<float>{3, 4}));
+  ASSERT_EQ(r.errors.size(), 3u);
+  EXPECT_EQ(r.errors[0].first, 1u);
+  EXPECT_EQ(r.errors[0].second.code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(r.error_keys[0].external, "s");
+  EXPECT_EQ(r.errors[1].first, 2u);
+  EXPECT_EQ(r.errors[1].second.code, ErrorCode::kMissingField);
+  EXPECT_EQ(r.errors[2].first, 3u);
+
+  http::BulkInsertRequest bad;
+  EXPECT_TRUE(Fails(Decode(R"({"documents": [{"doc_id": 1, "embedding": [1, 2}]})",
+                           [&](JsonBody& b) { return http::DecodeBulkInsert(b, 0, &bad); }),
+                    ErrorCode::kInvalidJson));
+}
+
+TEST_F(DecoderTest, CreateCollectionOptions) {
+  CollectionOptions o;
+  ASSERT_FALSE(Decode(R"({"dimension": 8, "metric": "l2", "m": 8, "ef_construction": 64,
+                          "ef_search": 32})",
+                      [&](JsonBody& b) { return http::DecodeCreateCollection(b, &o); }));
+  EXPECT_EQ(o.dimension, 8u);
+  EXPECT_EQ(o.metric, Metric::kL2);
+  EXPECT_EQ(o.m, 8u);
+  EXPECT_EQ(o.ef_construction, 64u);
+  EXPECT_EQ(o.ef_search, 32u);
+  CollectionOptions p;
+  EXPECT_TRUE(Fails(Decode(R"({"dimension": 8, "metric": "hamming"})",
+                           [&](JsonBody& b) { return http::DecodeCreateCollection(b, &p); }),
+                    ErrorCode::kInvalidCollection, "hamming"));
+  EXPECT_TRUE(Fails(Decode(R"({"metric": "l2"})",
+                           [&](JsonBody& b) { return http::DecodeCreateCollection(b, &p); }),
+                    ErrorCode::kMissingField, "'dimension'"));
+}
+
+TEST(UrlTest, PercentDecodingAndQueryParameters) {
+  std::string out;
+  ASSERT_TRUE(http::PercentDecode("doc%20a%2Fb+c", &out));
+  EXPECT_EQ(out, "doc a/b+c");
+  EXPECT_FALSE(http::PercentDecode("bad%2", &out));
+  EXPECT_FALSE(http::PercentDecode("bad%zz", &out));
+  std::vector<std::pair<std::string, std::string>> params;
+  auto st = http::ForEachQueryParam("a=1&&b=x%3Dy&c", [&](std::string_view n, std::string_view v) {
+    params.emplace_back(std::string(n), std::string(v));
+    return ApiStatus{};
+  });
+  EXPECT_FALSE(st);
+  EXPECT_EQ(params, (std::vector<std::pair<std::string, std::string>>{
+                        {"a", "1"}, {"b", "x=y"}, {"c", ""}}));
+  EXPECT_TRUE(http::ForEachQueryParam("a=%g", [](std::string_view, std::string_view) {
+    return ApiStatus{};
+  }).has_value());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server over loopback
+
+struct Reply {
+  unsigned status = 0;
+  std::string body;
+  std::string content_type;
+  std::string allow;
+  std::string connection;
+};
+
+// A synchronous Beast client on one keep-alive connection.
+class Client {
+ public:
+  explicit Client(uint16_t port) : socket_(ioc_) {
+    socket_.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+  }
+
+  Reply Send(bhttp::verb method, const std::string& target, const std::string& body = {},
+             const std::string& content_type = "application/json") {
+    bhttp::request<bhttp::string_body> req{method, target, 11};
+    req.set(bhttp::field::host, "127.0.0.1");
+    if (!content_type.empty()) req.set(bhttp::field::content_type, content_type);
+    req.body() = body;
+    if (!body.empty() || method == bhttp::verb::post || method == bhttp::verb::put) {
+      req.prepare_payload();
+    }
+    bhttp::write(socket_, req);
+    return Read();
+  }
+  Reply Post(const std::string& target, const std::string& body) {
+    return Send(bhttp::verb::post, target, body);
+  }
+  Reply Get(const std::string& target) { return Send(bhttp::verb::get, target, {}, {}); }
+
+  Reply Read() {
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.body_limit(64 << 20);
+    beast::error_code ec;
+    bhttp::read(socket_, buffer_, parser, ec);
+    Reply r;
+    if (ec) {
+      ADD_FAILURE() << "reading the reply: " << ec.message();
+      return r;
+    }
+    const auto& m = parser.get();
+    r.status = m.result_int();
+    r.body = m.body();
+    r.content_type = std::string(m[bhttp::field::content_type]);
+    r.allow = std::string(m[bhttp::field::allow]);
+    r.connection = std::string(m[bhttp::field::connection]);
+    return r;
+  }
+
+  void ReadHeaderOnly(bhttp::response_parser<bhttp::empty_body>& parser) {
+    bhttp::read(socket_, buffer_, parser);
+  }
+
+  void WriteRaw(std::string_view bytes) { net::write(socket_, net::buffer(bytes.data(), bytes.size())); }
+
+  // True when the server closed the connection (EOF or reset with nothing more to read).
+  bool PeerClosed() {
+    if (buffer_.size() > 0) return false;
+    char c;
+    beast::error_code ec;
+    socket_.read_some(net::buffer(&c, 1), ec);
+    return ec == net::error::eof || ec == net::error::connection_reset;
+  }
+
+ private:
+  net::io_context ioc_;
+  tcp::socket socket_;
+  beast::flat_buffer buffer_;
+};
+
+simdjson::dom::element ParseJson(simdjson::dom::parser& p, const std::string& text) {
+  simdjson::dom::element e;
+  EXPECT_EQ(p.parse(text).get(e), simdjson::SUCCESS) << text;
+  return e;
+}
+
+std::string ErrorCodeOf(const Reply& r) {
+  simdjson::dom::parser p;
+  std::string_view code;
+  if (p.parse(r.body)["error_code"].get(code) != simdjson::SUCCESS) return "<none: " + r.body + ">";
+  return std::string(code);
+}
+
+std::string Vec(const std::vector<float>& v) {
+  std::string s = "[";
+  JsonWriter w(&s);
+  for (float f : v) w.Float(f);
+  s += "]";
+  return s;
+}
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  static constexpr uint32_t kDim = 4;
+
+  void SetUp() override { StartServer(); }
+  void TearDown() override { StopServer(); }
+
+  ServerConfig Config() {
+    ServerConfig c;
+    c.persistence.data_dir = dir_.path();
+    c.persistence.fsync_policy = "never";
+    c.server.http_port = 0;
+    c.server.http_threads = 2;
+    c.server.max_body_mb = 1;
+    c.hnsw.dimension = kDim;
+    return c;
+  }
+
+  void StartServer() {
+    auto s = Service::Open(Config());
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    service_ = std::move(s).value();
+    auto h = HttpServer::Start(*service_);
+    ASSERT_TRUE(h.ok()) << h.status().ToString();
+    http_ = std::move(h).value();
+    ASSERT_NE(http_->port(), 0);
+  }
+  void StopServer() {
+    if (http_) http_->Stop(std::chrono::seconds(5));
+    http_.reset();
+    if (service_) service_->Close().IgnoreError();
+    service_.reset();
+  }
+
+  Client Connect() { return Client(http_->port()); }
+
+  testing::TempDir dir_;
+  std::unique_ptr<Service> service_;
+  std::unique_ptr<HttpServer> http_;
+};
+
+TEST_F(HttpServerTest, HealthReadyMetricsAndSlo) {
+  Client c = Connect();
+  simdjson::dom::parser p;
+  Reply h = c.Get("/health");
+  EXPECT_EQ(h.status, 200u);
+  EXPECT_EQ(h.content_type, "application/json");
+  EXPECT_EQ(std::string_view(ParseJson(p, h.body)["status"]), "healthy");
+
+  Reply r = c.Get("/ready");
+  EXPECT_EQ(r.status, 200u);
+  EXPECT_TRUE(bool(ParseJson(p, r.body)["ready"]));
+
+  ASSERT_EQ(c.Post("/v1/insert", R"({"doc_id": 1, "embedding": [1, 0, 0, 0]})").status, 200u);
+  Reply m = c.Get("/metrics");
+  EXPECT_EQ(m.status, 200u);
+  EXPECT_EQ(m.content_type, "text/plain; version=0.0.4");
+  EXPECT_NE(m.body.find("kyrodb_requests_total{transport=\"http\",endpoint=\"insert\"} 1"),
+            std::string::npos)
+      << m.body.substr(0, 2000);
+
+  Reply slo = c.Get("/slo");
+  EXPECT_EQ(slo.status, 200u);
+  simdjson::dom::element e = ParseJson(p, slo.body);
+  EXPECT_EQ(e.type(), simdjson::dom::element_type::OBJECT);
+}
+
+TEST_F(HttpServerTest, ReadyIs503UntilRecoveryFinishes) {
+  StopServer();
+  auto created = Service::Create(Config());
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  std::unique_ptr<Service> service = std::move(created).value();
+  auto h = HttpServer::Start(*service);
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  Client c((*h)->port());
+  Reply r = c.Get("/ready");
+  EXPECT_EQ(r.status, 503u);
+  EXPECT_EQ(ErrorCodeOf(r), "NOT_READY");
+  EXPECT_EQ(c.Get("/health").status, 200u);  // liveness holds during recovery
+  Reply q = c.Post("/v1/search", R"({"query_embedding": [1, 0, 0, 0]})");
+  EXPECT_EQ(q.status, 503u);
+  EXPECT_EQ(ErrorCodeOf(q), "NOT_READY");
+  ASSERT_OK(service->Recover());
+  EXPECT_EQ(c.Get("/ready").status, 200u);
+  (*h)->Stop(std::chrono::seconds(5));
+  ASSERT_OK(service->Close());
+}
+
+TEST_F(HttpServerTest, EmptyDatabaseAnswersEmptyResultsAndNotFound) {
+  Client c = Connect();
+  simdjson::dom::parser p;
+  Reply s = c.Post("/v1/search", R"({"query_embedding": [1, 2, 3, 4], "k": 5})");
+  ASSERT_EQ(s.status, 200u) << s.body;
+  simdjson::dom::element e = ParseJson(p, s.body);
+  EXPECT_EQ(simdjson::dom::array(e["results"]).size(), 0u);
+  EXPECT_GE(double(e["search_latency_ms"]), 0.0);
+  Reply q = c.Post("/v1/query", R"({"doc_id": 1})");
+  EXPECT_EQ(q.status, 404u);
+  EXPECT_EQ(ErrorCodeOf(q), "DOCUMENT_NOT_FOUND");
+  Reply g = c.Get("/v1/documents/doc_1");
+  EXPECT_EQ(g.status, 404u);
+  EXPECT_EQ(ErrorCodeOf(g), "DOCUMENT_NOT_FOUND");
+  Reply f = c.Post("/v1/flush", "");
+  EXPECT_EQ(f.status, 200u) << f.body;
+  EXPECT_EQ(uint64_t(ParseJson(p, f.body)["docs_flushed"]), 0u);
+}
+
+TEST_F(HttpServerTest, StringAndNumericIdsRoundTripAndNeverCollide) {
+  Client c = Connect();
+  simdjson::dom::parser p;
+  Reply a = c.Post("/v1/insert",
+                   R"({"doc_id": 123, "embedding": [1, 0, 0, 0], "metadata": {"kind": "number"}})");
+  ASSERT_EQ(a.status, 200u) << a.body;
+  EXPECT_EQ(a.body, R"({"status":"ok","doc_id":123})");
+  Reply b = c.Post("/v1/insert",
+                   R"({"doc_id": "123", "embedding": [0, 1, 0, 0], "metadata": {"kind": "string"}})");
+  ASSERT_EQ(b.status, 200u) << b.body;
+  EXPECT_EQ(b.body, R"({"status":"ok","doc_id":"123"})");
+  Reply d = c.Post("/v1/insert", R"({"doc_id": "doc a/é", "embedding": [0, 0, 1, 0]})");
+  ASSERT_EQ(d.status, 200u) << d.body;
+
+  Reply qa = c.Post("/v1/query", R"({"doc_id": 123, "include_embedding": true})");
+  ASSERT_EQ(qa.status, 200u) << qa.body;
+  simdjson::dom::element ea = ParseJson(p, qa.body);
+  EXPECT_TRUE(bool(ea["found"]));
+  EXPECT_EQ(uint64_t(ea["doc_id"]), 123u);
+  EXPECT_EQ(std::string_view(ea["metadata"]["kind"]), "number");
+  EXPECT_EQ(double(ea["embedding"].at(0)), 1.0);
+  EXPECT_EQ(simdjson::dom::array(ea["embedding"]).size(), kDim);
+  const std::string_view tier = ea["served_from"];
+  EXPECT_TRUE(tier == "cache" || tier == "hot_tier" || tier == "cold_tier") << tier;
+
+  Reply qb = c.Post("/v1/query", R"({"doc_id": "123"})");
+  ASSERT_EQ(qb.status, 200u) << qb.body;
+  simdjson::dom::element eb = ParseJson(p, qb.body);
+  EXPECT_EQ(std::string_view(eb["doc_id"]), "123");
+  EXPECT_EQ(std::string_view(eb["metadata"]["kind"]), "string");
+  EXPECT_EQ(eb["embedding"].error(), simdjson::NO_SUCH_FIELD);  // not asked for
+
+  // GET: a numeric path segment is a numeric id, anything else a (percent-decoded) string id.
+  Reply ga = c.Get("/v1/documents/123?include_embedding=true");
+  ASSERT_EQ(ga.status, 200u) << ga.body;
+  EXPECT_EQ(std::string_view(ParseJson(p, ga.body)["metadata"]["kind"]), "number");
+  Reply gd = c.Get("/v1/documents/doc%20a%2F%C3%A9?collection=default");
+  ASSERT_EQ(gd.status, 200u) << gd.body;
+  EXPECT_EQ(std::string_view(ParseJson(p, gd.body)["doc_id"]), "doc a/é");
+  Reply gu = c.Get("/v1/documents/123?colection=default");
+  EXPECT_EQ(gu.status, 400u);
+  EXPECT_EQ(ErrorCodeOf(gu), "UNKNOWN_FIELD");
+
+  // Search returns both, each in its own form.
+  Reply s = c.Post("/v1/search", R"({"query_embedding": [1, 1, 0, 0], "k": 10})");
+  ASSERT_EQ(s.status, 200u) << s.body;
+  simdjson::dom::element es = ParseJson(p, s.body);
+  int numeric = 0, strings = 0;
+  for (simdjson::dom::element hit : es["results"]) {
+    if (hit["doc_id"].is_string()) {
+      ++strings;
+    } else {
+      EXPECT_EQ(uint64_t(hit["doc_id"]), 123u);
+      ++numeric;
+    }
+  }
+  EXPECT_EQ(numeric, 1);
+  EXPECT_EQ(strings, 2);
+}
+
+TEST_F(HttpServerTest, SearchEqualsBruteForceTopK) {
+  Client c = Connect();
+  std::mt19937 rng(42);
+  std::normal_distribution<float> dist;
+  std::vector<std::vector<float>> vecs;
+  constexpr int kDocs = 60;
+  for (int i = 0; i < kDocs; ++i) {
+    std::vector<float> v(kDim);
+    for (float& x : v) x = dist(rng);
+    const std::string body = "{\"doc_id\": " + std::to_string(i + 1) + ", \"embedding\": " +
+                             Vec(v) + ", \"metadata\": {\"parity\": \"" +
+                             (i % 2 == 0 ? "odd" : "even") + "\"}}";
+    ASSERT_EQ(c.Post("/v1/insert", body).status, 200u);
+    vecs.push_back(v);
+  }
+  auto cosine = [](const std::vector<float>& a, const std::vector<float>& b) {
+    double dot = 0, na = 0, nb = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      dot += double(a[i]) * b[i];
+      na += double(a[i]) * a[i];
+      nb += double(b[i]) * b[i];
+    }
+    return dot / std::sqrt(na * nb);
+  };
+  auto check = [&](const char* phase, bool filtered) {
+    simdjson::dom::parser p;
+    for (int q = 0; q < 10; ++q) {
+      SCOPED_TRACE(std::string(phase) + " query " + std::to_string(q));
+      std::vector<float> query(kDim);
+      for (float& x : query) x = dist(rng);
+      constexpr size_t k = 7;
+      std::vector<std::pair<double, uint64_t>> expect;
+      for (int i = 0; i < kDocs; ++i) {
+        if (filtered && i % 2 != 1) continue;  // parity == even
+        expect.emplace_back(cosine(query, vecs[i]), i + 1);
+      }
+      std::sort(expect.begin(), expect.end(), std::greater<>());
+      expect.resize(k);
+      std::string body = "{\"query_embedding\": " + Vec(query) + ", \"k\": " + std::to_string(k) +
+                         ", \"ef_search\": 200";
+      if (filtered) body += R"(, "filter": {"exact": {"key": "parity", "value": "even"}})";
+      body += "}";
+      Reply r = c.Post("/v1/search", body);
+      ASSERT_EQ(r.status, 200u) << r.body;
+      simdjson::dom::element e = ParseJson(p, r.body);
+      simdjson::dom::array results = e["results"];
+      ASSERT_EQ(results.size(), k);
+      size_t i = 0;
+      for (simdjson::dom::element hit : results) {
+        EXPECT_EQ(uint64_t(hit["doc_id"]), expect[i].second) << "rank " << i;
+        EXPECT_NEAR(double(hit["score"]), expect[i].first, 1e-4);
+        if (filtered) {
+          EXPECT_EQ(std::string_view(hit["metadata"]["parity"]), "even");
+        }
+        ++i;
+      }
+      EXPECT_FALSE(std::string_view(e["search_path"]).empty());
+    }
+  };
+  check("hot tier", false);
+  check("hot tier, filtered", true);
+  simdjson::dom::parser p;
+  Reply f = c.Post("/v1/flush", R"({"collection": "default"})");
+  ASSERT_EQ(f.status, 200u) << f.body;
+  EXPECT_EQ(uint64_t(ParseJson(p, f.body)["docs_flushed"]), uint64_t{kDocs});
+  check("cold tier", false);
+  check("cold tier, filtered", true);
+
+  // min_score drops worse hits; include_embeddings returns them.
+  Reply r = c.Post("/v1/search", "{\"query_embedding\": " + Vec(vecs[0]) +
+                                     ", \"k\": 3, \"min_score\": 0.9999, \"include_embeddings\": true}");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  simdjson::dom::array results = ParseJson(p, r.body)["results"];
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(uint64_t(results.at(0)["doc_id"]), 1u);
+  // Cosine collections store unit vectors: the embedding comes back normalized.
+  std::vector<float> back;
+  for (simdjson::dom::element x : results.at(0)["embedding"]) back.push_back(float(double(x)));
+  ASSERT_EQ(back.size(), kDim);
+  EXPECT_NEAR(cosine(back, vecs[0]), 1.0, 1e-6);
+}
+
+TEST_F(HttpServerTest, ValidationErrorsHaveTheirStatusAndCode) {
+  struct Case {
+    const char* path;
+    const char* body;
+    unsigned status;
+    const char* code;
+    const char* mentions;
+  };
+  const Case cases[] = {
+      {"/v1/insert", R"({"doc_id": 1, "embedding": [1, 2, 3, 4])", 400, "INVALID_JSON", ""},
+      {"/v1/insert", "not json", 400, "INVALID_JSON", ""},
+      {"/v1/insert", R"({"doc_id": 1, "embedding": [1, 2, 3]})", 400, "DIMENSION_MISMATCH", "embedding"},
+      {"/v1/insert", R"({"doc_id": 1, "embedding": [1, 2, 3, 1e39]})", 400, "NON_FINITE_VALUE", "embedding[3]"},
+      {"/v1/insert", R"({"doc_id": 1, "embedding": [1, 2, 3, NaN]})", 400, "NON_FINITE_VALUE", "embedding[3]"},
+      {"/v1/insert", R"({"doc_id": 0, "embedding": [1, 2, 3, 4]})", 400, "INVALID_DOC_ID", "doc_id"},
+      {"/v1/insert", R"({"doc_id": -4, "embedding": [1, 2, 3, 4]})", 400, "INVALID_DOC_ID", "doc_id"},
+      {"/v1/insert", R"({"doc_id": 9223372036854775808, "embedding": [1, 2, 3, 4]})", 400, "INVALID_DOC_ID", "doc_id"},
+      {"/v1/insert", R"({"doc_id": 1, "embedding": [1, 2, 3, 4], "tags": []})", 400, "UNKNOWN_FIELD", "'tags'"},
+      {"/v1/insert", R"({"doc_id": 1})", 400, "MISSING_FIELD", "'embedding'"},
+      {"/v1/insert", R"({"doc_id": 1, "embedding": "1,2,3,4"})", 400, "INVALID_ARGUMENT", "'embedding'"},
+      {"/v1/insert", R"({"doc_id": 1, "embedding": [1, 2, 3, 4], "collection": "nope"})", 404, "COLLECTION_NOT_FOUND", "nope"},
+      {"/v1/search", R"({"query_embedding": [1, 2, 3, 4], "k": 0})", 400, "INVALID_K", "k"},
+      {"/v1/search", R"({"query_embedding": [1, 2, 3, 4], "k": 1001})", 400, "INVALID_K", "k"},
+      {"/v1/search", R"({"query_embedding": [1, 2, 3, 4], "ef_search": 10001})", 400, "INVALID_EF_SEARCH", "ef_search"},
+      {"/v1/search", R"({"query_embedding": [1, 2, 3, 4], "k": "ten"})", 400, "INVALID_ARGUMENT", "'k'"},
+      {"/v1/search", R"({"query_embedding": [1, 2]})", 400, "DIMENSION_MISMATCH", "query_embedding"},
+      {"/v1/search", R"({"query_embedding": [1, 2, 3, 4], "collection": "nope"})", 404, "COLLECTION_NOT_FOUND", "nope"},
+      {"/v1/search", R"({"query_embedding": [1, 2, 3, 4], "filter": {"regex": {}}})", 400, "UNKNOWN_FIELD", "'regex'"},
+      {"/v1/query", R"({"doc_id": 5, "collection": "nope"})", 404, "COLLECTION_NOT_FOUND", "nope"},
+      {"/v1/query", R"({"doc_id": 5, "include_embedding": "yes"})", 400, "INVALID_ARGUMENT", "include_embedding"},
+      {"/v1/delete", R"({"doc_id": 5, "collection": "nope"})", 404, "COLLECTION_NOT_FOUND", "nope"},
+      {"/v1/update_metadata", R"({"doc_id": 5, "metadata": {"a": "b"}, "merge": 1})", 400, "INVALID_ARGUMENT", "merge"},
+      {"/v1/bulk_insert", R"({"documents": {}})", 400, "INVALID_ARGUMENT", "documents"},
+      {"/v1/bulk_insert", R"({"documents": [{"doc_id": 1, "embedding": [1, 2, 3, 4]}], "collection": "nope"})", 404, "COLLECTION_NOT_FOUND", "nope"},
+      {"/v1/flush", R"({"collection": "nope"})", 404, "COLLECTION_NOT_FOUND", "nope"},
+      {"/v1/snapshot", R"({"force": true})", 400, "UNKNOWN_FIELD", "'force'"},
+  };
+  Client c = Connect();
+  for (const Case& t : cases) {
+    SCOPED_TRACE(std::string(t.path) + " " + t.body);
+    Reply r = c.Post(t.path, t.body);
+    EXPECT_EQ(r.status, t.status) << r.body;
+    EXPECT_EQ(ErrorCodeOf(r), t.code) << r.body;
+    EXPECT_NE(r.body.find(t.mentions), std::string::npos) << r.body;
+    EXPECT_EQ(r.content_type, "application/json");
+  }
+  // The connection survived every error (keep-alive), and nothing was inserted.
+  EXPECT_EQ(c.Post("/v1/query", R"({"doc_id": 1})").status, 404u);
+}
+
+TEST_F(HttpServerTest, UnknownRoutesMethodsAndMediaTypes) {
+  Client c = Connect();
+  Reply nf = c.Get("/v1/nothing");
+  EXPECT_EQ(nf.status, 404u);
+  EXPECT_EQ(ErrorCodeOf(nf), "NOT_FOUND");
+  EXPECT_EQ(c.Get("/").status, 404u);
+
+  Reply m = c.Get("/v1/insert");
+  EXPECT_EQ(m.status, 405u);
+  EXPECT_EQ(ErrorCodeOf(m), "METHOD_NOT_ALLOWED");
+  EXPECT_EQ(m.allow, "POST");
+  Reply m2 = c.Send(bhttp::verb::post, "/health", "{}");
+  EXPECT_EQ(m2.status, 405u);
+  EXPECT_EQ(m2.allow, "GET");
+  Reply m3 = c.Send(bhttp::verb::patch, "/v1/collections/default", "{}");
+  EXPECT_EQ(m3.status, 405u);
+  EXPECT_EQ(m3.allow, "GET, PUT, DELETE");
+
+  // HEAD answers GET's headers without a body; the connection stays usable.
+  c.WriteRaw("HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n");
+  bhttp::response_parser<bhttp::empty_body> head;
+  head.skip(true);
+  c.ReadHeaderOnly(head);
+  EXPECT_EQ(head.get().result_int(), 200u);
+  EXPECT_NE(head.get()[bhttp::field::content_length], "0");
+  EXPECT_EQ(c.Get("/ready").status, 200u);
+
+  Reply u = c.Send(bhttp::verb::post, "/v1/insert",
+                   R"({"doc_id": 1, "embedding": [1, 2, 3, 4]})", "text/plain");
+  EXPECT_EQ(u.status, 415u);
+  EXPECT_EQ(ErrorCodeOf(u), "UNSUPPORTED_MEDIA_TYPE");
+  // Parameters and case are fine; a missing Content-Type is accepted.
+  EXPECT_EQ(c.Send(bhttp::verb::post, "/v1/insert", R"({"doc_id": 1, "embedding": [1, 2, 3, 4]})",
+                   "Application/JSON; charset=utf-8")
+                .status,
+            200u);
+  EXPECT_EQ(c.Send(bhttp::verb::post, "/v1/insert", R"({"doc_id": 2, "embedding": [1, 2, 3, 4]})", "")
+                .status,
+            200u);
+  // Unknown routes and errors are counted too.
+  EXPECT_EQ(service_->metrics().Requests(Transport::kHttp, Endpoint::kOther), 2u);
+  EXPECT_EQ(service_->metrics().Requests(Transport::kHttp, Endpoint::kInsert), 4u);
+}
+
+TEST_F(HttpServerTest, KeepAliveAndPipelinedRequestsShareOneConnection) {
+  Client c = Connect();
+  for (int i = 1; i <= 20; ++i) {
+    Reply r = c.Post("/v1/insert", "{\"doc_id\": " + std::to_string(i) +
+                                       ", \"embedding\": [1, 2, 3, " + std::to_string(i) + "]}");
+    ASSERT_EQ(r.status, 200u) << r.body;
+    EXPECT_TRUE(r.connection.empty()) << r.connection;  // HTTP/1.1: open unless it says close
+  }
+  // Three requests in one write; three replies in order.
+  std::string pipelined;
+  for (int i : {3, 4, 99}) {
+    const std::string body = "{\"doc_id\": " + std::to_string(i) + "}";
+    pipelined += "POST /v1/query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  }
+  c.WriteRaw(pipelined);
+  simdjson::dom::parser p;
+  Reply a = c.Read();
+  Reply b = c.Read();
+  Reply d = c.Read();
+  ASSERT_EQ(a.status, 200u);
+  EXPECT_EQ(uint64_t(ParseJson(p, a.body)["doc_id"]), 3u);
+  ASSERT_EQ(b.status, 200u);
+  EXPECT_EQ(uint64_t(ParseJson(p, b.body)["doc_id"]), 4u);
+  EXPECT_EQ(d.status, 404u);
+  // Connection: close is honoured.
+  c.WriteRaw("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  Reply last = c.Read();
+  EXPECT_EQ(last.status, 200u);
+  EXPECT_EQ(last.connection, "close");
+  EXPECT_TRUE(c.PeerClosed());
+}
+
+TEST_F(HttpServerTest, OversizedBodyIs413AndTheClientReadsIt) {
+  Client c = Connect();
+  // max_body_mb = 1: a 2 MiB body is refused from its Content-Length, before it is read.
+  const std::string body = "{\"doc_id\": 1, \"embedding\": [" + std::string(2 << 20, ' ') + "1,2,3,4]}";
+  Reply r = c.Post("/v1/insert", body);
+  EXPECT_EQ(r.status, 413u);
+  EXPECT_EQ(ErrorCodeOf(r), "PAYLOAD_TOO_LARGE");
+  EXPECT_EQ(r.connection, "close");
+  EXPECT_TRUE(c.PeerClosed());
+  // Chunked bodies are held to the same limit while they arrive.
+  Client d = Connect();
+  std::string chunked = "POST /v1/insert HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::string chunk(256 << 10, ' ');
+  for (int i = 0; i < 6; ++i) chunked += "40000\r\n" + chunk + "\r\n";
+  chunked += "0\r\n\r\n";
+  d.WriteRaw(chunked);
+  Reply rc = d.Read();
+  EXPECT_EQ(rc.status, 413u);
+  // Just under the limit is fine.
+  Client e = Connect();
+  const std::string ok = "{\"doc_id\": 1, \"embedding\": [" + std::string(1000 << 10, ' ') + "1,2,3,4]}";
+  EXPECT_EQ(e.Post("/v1/insert", ok).status, 200u);
+}
+
+TEST_F(HttpServerTest, ExpectContinueGetsAnInterimReplyBeforeTheBody) {
+  Client c = Connect();
+  const std::string body = R"({"doc_id": 5, "embedding": [1, 2, 3, 4]})";
+  c.WriteRaw("POST /v1/insert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             "Expect: 100-continue\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n");
+  Reply interim = c.Read();
+  EXPECT_EQ(interim.status, 100u);
+  c.WriteRaw(body);
+  Reply r = c.Read();
+  EXPECT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(r.body, R"({"status":"ok","doc_id":5})");
+}
+
+TEST_F(HttpServerTest, CollectionsCreateDescribeListUseAndDrop) {
+  Client c = Connect();
+  simdjson::dom::parser p;
+  Reply created = c.Send(bhttp::verb::put, "/v1/collections/images",
+                         R"({"dimension": 3, "metric": "l2", "m": 8, "ef_construction": 64, "ef_search": 32})");
+  ASSERT_EQ(created.status, 201u) << created.body;
+  simdjson::dom::element ce = ParseJson(p, created.body);
+  EXPECT_EQ(std::string_view(ce["name"]), "images");
+  EXPECT_EQ(uint64_t(ce["dimension"]), 3u);
+  EXPECT_EQ(std::string_view(ce["metric"]), "l2");
+  EXPECT_EQ(uint64_t(ce["m"]), 8u);
+
+  Reply again = c.Send(bhttp::verb::put, "/v1/collections/images", R"({"dimension": 3})");
+  EXPECT_EQ(again.status, 409u);
+  EXPECT_EQ(ErrorCodeOf(again), "COLLECTION_EXISTS");
+  Reply bad = c.Send(bhttp::verb::put, "/v1/collections/x", R"({"dimension": 3, "metric": "hamming"})");
+  EXPECT_EQ(bad.status, 400u);
+  EXPECT_EQ(ErrorCodeOf(bad), "INVALID_COLLECTION");
+  Reply nodim = c.Send(bhttp::verb::put, "/v1/collections/x", R"({"metric": "l2"})");
+  EXPECT_EQ(nodim.status, 400u);
+  EXPECT_EQ(ErrorCodeOf(nodim), "MISSING_FIELD");
+  Reply unknown = c.Send(bhttp::verb::put, "/v1/collections/x", R"({"dimension": 3, "dims": 3})");
+  EXPECT_EQ(unknown.status, 400u);
+  EXPECT_EQ(ErrorCodeOf(unknown), "UNKNOWN_FIELD");
+
+  ASSERT_EQ(c.Post("/v1/insert", R"({"doc_id": 1, "embedding": [0, 0, 1], "collection": "images"})").status, 200u);
+  ASSERT_EQ(c.Post("/v1/insert", R"({"doc_id": 2, "embedding": [5, 5, 5], "collection": "images"})").status, 200u);
+  // The default collection (dimension 4) refuses 3-d vectors: collections are separate.
+  EXPECT_EQ(ErrorCodeOf(c.Post("/v1/insert", R"({"doc_id": 1, "embedding": [0, 0, 1]})")),
+            "DIMENSION_MISMATCH");
+  Reply s = c.Post("/v1/search", R"({"query_embedding": [0, 0, 0.9], "k": 2, "collection": "images"})");
+  ASSERT_EQ(s.status, 200u) << s.body;
+  simdjson::dom::element se = ParseJson(p, s.body);
+  EXPECT_EQ(uint64_t(se["results"].at(0)["doc_id"]), 1u);
+  EXPECT_NEAR(double(se["results"].at(0)["score"]), -0.01, 1e-5);  // -l2^2
+
+  Reply d = c.Get("/v1/collections/images");
+  ASSERT_EQ(d.status, 200u);
+  EXPECT_EQ(uint64_t(ParseJson(p, d.body)["documents"]), 2u);
+  Reply list = c.Get("/v1/collections");
+  ASSERT_EQ(list.status, 200u);
+  std::vector<std::string> names;
+  for (simdjson::dom::element e : ParseJson(p, list.body)["collections"]) {
+    names.emplace_back(std::string_view(e["name"]));
+  }
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"default", "images"}));
+
+  EXPECT_EQ(c.Send(bhttp::verb::delete_, "/v1/collections/images", {}, {}).status, 200u);
+  Reply gone = c.Get("/v1/collections/images");
+  EXPECT_EQ(gone.status, 404u);
+  EXPECT_EQ(ErrorCodeOf(gone), "COLLECTION_NOT_FOUND");
+  Reply gone2 = c.Send(bhttp::verb::delete_, "/v1/collections/images", {}, {});
+  EXPECT_EQ(gone2.status, 404u);
+  EXPECT_EQ(ErrorCodeOf(gone2), "COLLECTION_NOT_FOUND");
+}
+
+TEST_F(HttpServerTest, DeleteAndUpdateMetadata) {
+  Client c = Connect();
+  simdjson::dom::parser p;
+  ASSERT_EQ(c.Post("/v1/insert", R"({"doc_id": "d", "embedding": [1, 2, 3, 4], "metadata": {"a": "1", "b": "2"}})").status, 200u);
+  Reply u = c.Post("/v1/update_metadata", R"({"doc_id": "d", "metadata": {"b": "3", "c": "4"}})");
+  ASSERT_EQ(u.status, 200u) << u.body;
+  EXPECT_EQ(u.body, R"({"status":"ok","existed":true})");
+  simdjson::dom::element m = ParseJson(p, c.Post("/v1/query", R"({"doc_id": "d"})").body)["metadata"];
+  EXPECT_EQ(std::string_view(m["a"]), "1");
+  EXPECT_EQ(std::string_view(m["b"]), "3");
+  EXPECT_EQ(std::string_view(m["c"]), "4");
+  ASSERT_EQ(c.Post("/v1/update_metadata", R"({"doc_id": "d", "metadata": {"z": "9"}, "merge": false})").status, 200u);
+  simdjson::dom::object replaced = ParseJson(p, c.Post("/v1/query", R"({"doc_id": "d"})").body)["metadata"];
+  EXPECT_EQ(replaced.size(), 1u);
+  EXPECT_EQ(c.Post("/v1/update_metadata", R"({"doc_id": "other", "metadata": {}})").body,
+            R"({"status":"ok","existed":false})");
+
+  EXPECT_EQ(c.Post("/v1/delete", R"({"doc_id": "d"})").body, R"({"status":"ok","existed":true})");
+  EXPECT_EQ(c.Post("/v1/delete", R"({"doc_id": "d"})").body, R"({"status":"ok","existed":false})");
+  EXPECT_EQ(c.Post("/v1/query", R"({"doc_id": "d"})").status, 404u);
+}
+
+TEST_F(HttpServerTest, BulkInsertReportsPerDocumentErrors) {
+  Client c = Connect();
+  simdjson::dom::parser p;
+  Reply r = c.Post("/v1/bulk_insert", R"({"documents": [
+      {"doc_id": 1, "embedding": [1, 0, 0, 0]},
+      {"doc_id": 2, "embedding": [1, 0, 0]},
+      {"doc_id": "three", "embedding": [0, 0, 1, 0], "metadata": {"k": "v"}},
+      {"doc_id": 4, "embedding": [0, 1, 0, 0], "extra": 1},
+      {"doc_id": 0, "embedding": [0, 1, 0, 0]}]})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  simdjson::dom::element e = ParseJson(p, r.body);
+  EXPECT_EQ(uint64_t(e["inserted"]), 2u);
+  EXPECT_EQ(uint64_t(e["failed"]), 3u);
+  simdjson::dom::array errors = e["errors"];
+  ASSERT_EQ(errors.size(), 3u);
+  EXPECT_EQ(uint64_t(errors.at(0)["index"]), 1u);
+  EXPECT_EQ(uint64_t(errors.at(0)["doc_id"]), 2u);
+  EXPECT_EQ(std::string_view(errors.at(0)["error_code"]), "DIMENSION_MISMATCH");
+  EXPECT_EQ(uint64_t(errors.at(1)["index"]), 3u);
+  EXPECT_EQ(std::string_view(errors.at(1)["error_code"]), "UNKNOWN_FIELD");
+  EXPECT_EQ(uint64_t(errors.at(2)["index"]), 4u);
+  EXPECT_EQ(std::string_view(errors.at(2)["error_code"]), "INVALID_DOC_ID");
+  EXPECT_EQ(c.Post("/v1/query", R"({"doc_id": "three"})").status, 200u);
+  EXPECT_EQ(c.Post("/v1/query", R"({"doc_id": 1})").status, 200u);
+  EXPECT_EQ(c.Post("/v1/query", R"({"doc_id": 2})").status, 404u);
+}
+
+TEST_F(HttpServerTest, FlushAndSnapshot) {
+  Client c = Connect();
+  simdjson::dom::parser p;
+  ASSERT_EQ(c.Post("/v1/insert", R"({"doc_id": 1, "embedding": [1, 2, 3, 4]})").status, 200u);
+  Reply f = c.Post("/v1/flush", "{}");
+  ASSERT_EQ(f.status, 200u) << f.body;
+  simdjson::dom::element fe = ParseJson(p, f.body);
+  EXPECT_EQ(std::string_view(fe["status"]), "ok");
+  EXPECT_EQ(uint64_t(fe["docs_flushed"]), 1u);
+  EXPECT_GE(double(fe["duration_ms"]), 0.0);
+  Reply s = c.Post("/v1/snapshot", "");
+  ASSERT_EQ(s.status, 200u) << s.body;
+  simdjson::dom::element se = ParseJson(p, s.body);
+  EXPECT_EQ(std::string_view(se["status"]), "ok");
+  EXPECT_EQ(uint64_t(se["documents"]), 1u);
+  // The document is now served from the cold tier (or the cache in front of it).
+  Reply q = c.Post("/v1/query", R"({"doc_id": 1})");
+  ASSERT_EQ(q.status, 200u);
+  EXPECT_NE(std::string_view(ParseJson(p, q.body)["served_from"]), "hot_tier");
+}
+
+TEST_F(HttpServerTest, StopClosesIdleConnectionsWithoutWaitingForTheDrainPeriod) {
+  Client c = Connect();
+  ASSERT_EQ(c.Get("/health").status, 200u);
+  const auto t0 = std::chrono::steady_clock::now();
+  http_->Stop(std::chrono::seconds(30));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+  EXPECT_TRUE(c.PeerClosed());
+  // The port no longer accepts.
+  net::io_context ioc;
+  tcp::socket s(ioc);
+  beast::error_code ec;
+  s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), http_->port()), ec);
+  EXPECT_TRUE(ec);
+}
+
+TEST_F(HttpServerTest, StopUnderLoadLosesNoAcknowledgedWrite) {
+  constexpr int kClients = 4;
+  std::atomic<int> acked_total{0};
+  std::vector<std::vector<uint64_t>> acked(kClients);
+  std::vector<std::thread> clients;
+  for (int t = 0; t < kClients; ++t) {
+    clients.emplace_back([&, t] {
+      net::io_context ioc;
+      tcp::socket sock(ioc);
+      beast::error_code ec;
+      sock.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), http_->port()), ec);
+      if (ec) return;
+      beast::flat_buffer buf;
+      for (uint64_t i = 1;; ++i) {
+        const uint64_t id = static_cast<uint64_t>(t) * 1000000 + i;
+        bhttp::request<bhttp::string_body> req{bhttp::verb::post, "/v1/insert", 11};
+        req.set(bhttp::field::host, "x");
+        req.body() = "{\"doc_id\": " + std::to_string(id) + ", \"embedding\": [1, 2, 3, 4]}";
+        req.prepare_payload();
+        bhttp::write(sock, req, ec);
+        if (ec) return;
+        bhttp::response<bhttp::string_body> res;
+        bhttp::read(sock, buf, res, ec);
+        if (ec) return;  // closed by the shutdown: this insert was never acknowledged
+        if (res.result_int() != 200) return;
+        acked[t].push_back(id);
+        acked_total.fetch_add(1);
+        if (!res.keep_alive()) return;  // the server said this was the last reply
+      }
+    });
+  }
+  while (acked_total.load() < 200) std::this_thread::yield();
+  http_->Stop(std::chrono::seconds(10));
+  for (auto& c : clients) c.join();
+  RequestContext ctx;
+  for (int t = 0; t < kClients; ++t) {
+    for (uint64_t id : acked[t]) {
+      ASSERT_TRUE(service_->Query(ctx, "", DocKey::Numeric(id), false).ok()) << id;
+    }
+  }
+  EXPECT_GE(acked_total.load(), 200);
+}
+
+TEST_F(HttpServerTest, SecondServerOnATakenPortFailsClearly) {
+  ServerConfig cfg = Config();
+  cfg.server.http_port = http_->port();
+  auto other = Service::Open([&] {
+    ServerConfig c2 = cfg;
+    c2.persistence.data_dir = dir_.File("other");
+    return c2;
+  }());
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  // Service::config() is what HttpServer binds; build a service whose port is taken.
+  auto h = HttpServer::Start(**other);
+  ASSERT_FALSE(h.ok());
+  EXPECT_NE(h.status().message().find(std::to_string(http_->port())), std::string::npos)
+      << h.status().ToString();
+  ASSERT_OK((*other)->Close());
+}
+
+}  // namespace
+}  // namespace kyrodb::server
