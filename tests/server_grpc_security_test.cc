@@ -688,8 +688,8 @@ TEST_F(GrpcSecurityTest, CallsInProgressAreBoundedByMaxConnections) {
 class Certificates {
  public:
   static const Certificates& Get() {
-    static const Certificates* certs = new Certificates();
-    return *certs;
+    static const Certificates certs;  // its directory goes at exit
+    return certs;
   }
   bool ok() const { return ok_; }
   std::string File(const std::string& name) const { return dir_.File(name); }

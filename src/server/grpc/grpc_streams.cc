@@ -5,8 +5,8 @@
 //
 // Errors: a refused document (INVALID_ARGUMENT: bad id, dimension, values) is counted in
 // total_failed and the stream goes on; a BulkSearch request that is invalid gets a response with
-// `error` set, in its place. Any other error (unknown namespace, WAL unavailable, not ready)
-// ends the call with its status.
+// `error` set, in its place. Any other error (unknown namespace, WAL unavailable, not ready, a
+// search over the rate limit) ends the call with its status.
 #include <sys/resource.h>
 
 #include <chrono>
