@@ -5,6 +5,7 @@
 #include "ann_bench.h"
 #include "cache_bench.h"
 #include "engine_bench.h"
+#include "limits_bench.h"
 #include "load_bench.h"
 #include "server_bench.h"
 #include "storage_bench.h"
@@ -25,6 +26,8 @@ int main(int argc, char** argv) {
   CLI::App* load_cmd = kyrodb::bench::AddLoadCommand(&app, &load);
   kyrodb::bench::ServerBenchConfig server;
   CLI::App* server_cmd = kyrodb::bench::AddServerCommand(&app, &server);
+  kyrodb::bench::LimitsBenchConfig limits;
+  CLI::App* limits_cmd = kyrodb::bench::AddLimitsCommand(&app, &limits);
 
   CLI11_PARSE(app, argc, argv);
   if (ann_cmd->parsed()) return kyrodb::bench::RunAnnBench(ann);
@@ -33,5 +36,6 @@ int main(int argc, char** argv) {
   if (engine_cmd->parsed()) return kyrodb::bench::RunEngineBench(engine);
   if (load_cmd->parsed()) return kyrodb::bench::RunLoadBench(load);
   if (server_cmd->parsed()) return kyrodb::bench::RunServerBench(server);
+  if (limits_cmd->parsed()) return kyrodb::bench::RunLimitsBench(limits);
   return 1;
 }

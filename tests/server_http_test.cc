@@ -423,6 +423,8 @@ struct Reply {
   std::string content_type;
   std::string allow;
   std::string connection;
+  std::string retry_after;
+  std::string www_authenticate;
 };
 
 // A synchronous Beast client on one keep-alive connection.
@@ -433,9 +435,11 @@ class Client {
   }
 
   Reply Send(bhttp::verb method, const std::string& target, const std::string& body = {},
-             const std::string& content_type = "application/json") {
+             const std::string& content_type = "application/json",
+             const std::vector<std::pair<std::string, std::string>>& headers = {}) {
     bhttp::request<bhttp::string_body> req{method, target, 11};
     req.set(bhttp::field::host, "127.0.0.1");
+    for (const auto& [name, value] : headers) req.set(name, value);
     if (!content_type.empty()) req.set(bhttp::field::content_type, content_type);
     req.body() = body;
     if (!body.empty() || method == bhttp::verb::post || method == bhttp::verb::put) {
@@ -465,11 +469,25 @@ class Client {
     r.content_type = std::string(m[bhttp::field::content_type]);
     r.allow = std::string(m[bhttp::field::allow]);
     r.connection = std::string(m[bhttp::field::connection]);
+    r.retry_after = std::string(m[bhttp::field::retry_after]);
+    r.www_authenticate = std::string(m[bhttp::field::www_authenticate]);
     return r;
   }
 
   void ReadHeaderOnly(bhttp::response_parser<bhttp::empty_body>& parser) {
     bhttp::read(socket_, buffer_, parser);
+  }
+
+  // The status of GET `target`, or 0 if the connection failed or was closed.
+  unsigned TryGet(const std::string& target) {
+    bhttp::request<bhttp::empty_body> req{bhttp::verb::get, target, 11};
+    req.set(bhttp::field::host, "127.0.0.1");
+    beast::error_code ec;
+    bhttp::write(socket_, req, ec);
+    if (ec) return 0;
+    bhttp::response<bhttp::string_body> res;
+    bhttp::read(socket_, buffer_, res, ec);
+    return ec ? 0 : res.result_int();
   }
 
   void WriteRaw(std::string_view bytes) { net::write(socket_, net::buffer(bytes.data(), bytes.size())); }
@@ -525,8 +543,11 @@ class HttpServerTest : public ::testing::Test {
     c.server.http_threads = 2;
     c.server.max_body_mb = 1;
     c.hnsw.dimension = kDim;
+    Tune(c);
     return c;
   }
+  // Per-suite changes to the configuration.
+  virtual void Tune(ServerConfig&) {}
 
   void StartServer() {
     auto s = Service::Open(Config());
@@ -1123,6 +1144,212 @@ TEST_F(HttpServerTest, SecondServerOnATakenPortFailsClearly) {
   EXPECT_NE(h.status().message().find(std::to_string(http_->port())), std::string::npos)
       << h.status().ToString();
   ASSERT_OK((*other)->Close());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Security and limits (API keys, tenants, rate limits, connection limits)
+
+constexpr const char* kAdminKey = "admin-key-0123456789";
+constexpr const char* kAliceKey = "alice-key-0123456789";
+constexpr const char* kBobKey = "bob-key-0123456789";
+constexpr const char* kDisabledKey = "disabled-key-0123456789";
+
+class HttpAuthTest : public HttpServerTest {
+ protected:
+  void Tune(ServerConfig& c) override {
+    const std::string keys = dir_.File("keys.yaml");
+    FILE* f = std::fopen(keys.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fprintf(f,
+                 "api_keys:\n"
+                 "  - key: \"%s\"\n    tenant_id: ops\n    is_admin: true\n"
+                 "  - key: \"%s\"\n    tenant_id: acme\n"
+                 "  - key: \"%s\"\n    tenant_id: globex\n"
+                 "  - key: \"%s\"\n    tenant_id: acme\n    enabled: false\n",
+                 kAdminKey, kAliceKey, kBobKey, kDisabledKey);
+    std::fclose(f);
+    c.auth.enabled = true;
+    c.auth.api_keys_file = keys;
+  }
+  static std::vector<std::pair<std::string, std::string>> Key(const char* key) {
+    return {{"x-api-key", key}};
+  }
+  static std::vector<std::pair<std::string, std::string>> Bearer(const char* key) {
+    return {{"Authorization", std::string("Bearer ") + key}};
+  }
+};
+
+TEST_F(HttpAuthTest, EveryRouteButHealthAndReadyNeedsAValidKey) {
+  Client c = Connect();
+  EXPECT_EQ(c.Get("/health").status, 200u);
+  EXPECT_EQ(c.Get("/ready").status, 200u);
+  const std::string insert = R"({"doc_id": 1, "embedding": [1, 2, 3, 4]})";
+  for (const char* path : {"/v1/insert", "/v1/search", "/v1/query", "/v1/flush", "/v1/snapshot"}) {
+    SCOPED_TRACE(path);
+    Reply none = c.Post(path, insert);
+    EXPECT_EQ(none.status, 401u);
+    EXPECT_EQ(ErrorCodeOf(none), "UNAUTHENTICATED");
+    EXPECT_EQ(none.www_authenticate, "Bearer");
+    EXPECT_EQ(c.Send(bhttp::verb::post, path, insert, "application/json", Key("wrong")).status, 401u);
+    EXPECT_EQ(c.Send(bhttp::verb::post, path, insert, "application/json", Key(kDisabledKey)).status,
+              401u);
+  }
+  for (const char* path : {"/metrics", "/slo", "/usage", "/v1/collections", "/v1/documents/1",
+                           "/v1/nowhere"}) {
+    SCOPED_TRACE(path);
+    EXPECT_EQ(c.Get(path).status, 401u);
+  }
+  // Both header forms work.
+  EXPECT_EQ(c.Send(bhttp::verb::post, "/v1/insert", insert, "application/json", Key(kAliceKey)).status,
+            200u);
+  EXPECT_EQ(c.Send(bhttp::verb::post, "/v1/query", R"({"doc_id": 1})", "application/json",
+                   Bearer(kAliceKey))
+                .status,
+            200u);
+}
+
+TEST_F(HttpAuthTest, AdminOperationsRefuseOtherKeys) {
+  Client c = Connect();
+  simdjson::dom::parser p;
+  Reply snap = c.Send(bhttp::verb::post, "/v1/snapshot", "", "", Key(kAliceKey));
+  EXPECT_EQ(snap.status, 403u);
+  EXPECT_EQ(ErrorCodeOf(snap), "PERMISSION_DENIED");
+  EXPECT_EQ(c.Send(bhttp::verb::post, "/v1/snapshot", "", "", Key(kAdminKey)).status, 200u);
+  Reply all = c.Send(bhttp::verb::get, "/usage?all=true", "", "", Key(kAliceKey));
+  EXPECT_EQ(all.status, 403u);
+  EXPECT_EQ(ErrorCodeOf(all), "PERMISSION_DENIED");
+
+  ASSERT_EQ(c.Send(bhttp::verb::post, "/v1/insert", R"({"doc_id": 1, "embedding": [1, 2, 3, 4]})",
+                   "application/json", Key(kAliceKey))
+                .status,
+            200u);
+  Reply own = c.Send(bhttp::verb::get, "/usage", "", "", Key(kAliceKey));
+  ASSERT_EQ(own.status, 200u) << own.body;
+  simdjson::dom::array tenants = ParseJson(p, own.body)["tenants"];
+  ASSERT_EQ(tenants.size(), 1u);
+  EXPECT_EQ(std::string_view(tenants.at(0)["tenant"]), "acme");
+  EXPECT_EQ(uint64_t(tenants.at(0)["documents"]), 1u);
+  Reply every = c.Send(bhttp::verb::get, "/usage?all=true", "", "", Key(kAdminKey));
+  ASSERT_EQ(every.status, 200u) << every.body;
+  bool saw_acme = false;
+  for (simdjson::dom::element t : ParseJson(p, every.body)["tenants"]) {
+    saw_acme = saw_acme || std::string_view(t["tenant"]) == "acme";
+  }
+  EXPECT_TRUE(saw_acme) << every.body;
+}
+
+TEST_F(HttpAuthTest, TenantsNeverSeeEachOthersDocuments) {
+  Client c = Connect();
+  simdjson::dom::parser p;
+  auto as = [&](const char* key, const char* path, const std::string& body) {
+    return c.Send(bhttp::verb::post, path, body, "application/json", Key(key));
+  };
+  ASSERT_EQ(as(kAliceKey, "/v1/insert",
+               R"({"doc_id": 7, "embedding": [1, 0, 0, 0], "metadata": {"owner": "alice"}})")
+                .status,
+            200u);
+  // Same collection name ("default"), same id: Bob's namespace is his own.
+  EXPECT_EQ(as(kBobKey, "/v1/query", R"({"doc_id": 7})").status, 404u);
+  EXPECT_EQ(c.Send(bhttp::verb::get, "/v1/documents/7", "", "", Key(kBobKey)).status, 404u);
+  Reply s = as(kBobKey, "/v1/search", R"({"query_embedding": [1, 0, 0, 0]})");
+  ASSERT_EQ(s.status, 200u) << s.body;
+  EXPECT_EQ(simdjson::dom::array(ParseJson(p, s.body)["results"]).size(), 0u);
+  EXPECT_EQ(as(kBobKey, "/v1/delete", R"({"doc_id": 7})").body, R"({"status":"ok","existed":false})");
+  EXPECT_EQ(as(kBobKey, "/v1/update_metadata", R"({"doc_id": 7, "metadata": {"owner": "bob"}})").body,
+            R"({"status":"ok","existed":false})");
+  Reply a = as(kAliceKey, "/v1/query", R"({"doc_id": 7})");
+  ASSERT_EQ(a.status, 200u);
+  EXPECT_EQ(std::string_view(ParseJson(p, a.body)["metadata"]["owner"]), "alice");
+  // Collections Alice creates are not listed for Bob.
+  ASSERT_EQ(c.Send(bhttp::verb::put, "/v1/collections/secret", R"({"dimension": 2})",
+                   "application/json", Key(kAliceKey))
+                .status,
+            201u);
+  Reply list = c.Send(bhttp::verb::get, "/v1/collections", "", "", Key(kBobKey));
+  ASSERT_EQ(list.status, 200u);
+  EXPECT_EQ(list.body.find("secret"), std::string::npos) << list.body;
+  EXPECT_EQ(c.Send(bhttp::verb::get, "/v1/collections/secret", "", "", Key(kBobKey)).status, 404u);
+}
+
+class HttpLimitsTest : public HttpServerTest {
+ protected:
+  void Tune(ServerConfig& c) override {
+    c.rate_limit.enabled = true;
+    c.rate_limit.max_qps_per_connection = 1;
+    c.rate_limit.burst = 1;
+    c.limits.max_connections = 3;
+    c.limits.max_header_kb = 1;
+    c.limits.idle_timeout_secs = 1;
+    c.limits.read_timeout_secs = 1;
+  }
+};
+
+TEST_F(HttpLimitsTest, OverTheConnectionRateLimitIs429WithRetryAfter) {
+  Client c = Connect();
+  EXPECT_EQ(c.Get("/v1/collections").status, 200u);
+  Reply r = c.Get("/v1/collections");
+  EXPECT_EQ(r.status, 429u);
+  EXPECT_EQ(ErrorCodeOf(r), "RESOURCE_EXHAUSTED");
+  EXPECT_GE(std::atoi(r.retry_after.c_str()), 1) << r.retry_after;
+  // Another connection has its own bucket; probes are never limited.
+  EXPECT_EQ(c.Get("/health").status, 200u);
+  Client d = Connect();
+  EXPECT_EQ(d.Get("/v1/collections").status, 200u);
+}
+
+TEST_F(HttpLimitsTest, OversizedHeaderIsRefused) {
+  Client c = Connect();
+  c.WriteRaw("GET /health HTTP/1.1\r\nHost: x\r\nX-Filler: " + std::string(2048, 'a') + "\r\n\r\n");
+  Reply r = c.Read();
+  EXPECT_EQ(r.status, 400u);
+  EXPECT_NE(r.body.find("limits.max_header_kb"), std::string::npos) << r.body;
+}
+
+TEST_F(HttpLimitsTest, SlowAndIdleClientsAreCutOff) {
+  // A request that started but does not finish within read_timeout (1 s) is cut off...
+  Client slow = Connect();
+  slow.WriteRaw("GET /hea");
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(slow.PeerClosed());
+  // ...and so is a connection that sends nothing within idle_timeout (1 s).
+  Client idle = Connect();
+  EXPECT_TRUE(idle.PeerClosed());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+}
+
+TEST_F(HttpLimitsTest, ConnectionsOverTheLimitAreClosed) {
+  std::vector<std::unique_ptr<Client>> open;
+  for (int i = 0; i < 3; ++i) {
+    open.push_back(std::make_unique<Client>(http_->port()));
+    EXPECT_EQ(open.back()->Get("/health").status, 200u);  // accepted and counted
+  }
+  Client extra = Connect();
+  EXPECT_TRUE(extra.PeerClosed());
+  open.pop_back();  // closing one makes room
+  // The server notices the close asynchronously; a new connection is accepted once it has.
+  bool served = false;
+  for (int attempt = 0; attempt < 1000 && !served; ++attempt) {
+    Client again = Connect();
+    served = again.TryGet("/health") == 200u;
+  }
+  EXPECT_TRUE(served);
+}
+
+TEST(HttpServerConfigTest, RefusesToServePlaintextWhenTlsIsConfigured) {
+  testing::TempDir dir;
+  ServerConfig c;
+  c.persistence.data_dir = dir.path();
+  c.server.http_port = 0;
+  c.hnsw.dimension = 4;
+  c.tls.enabled = true;
+  c.tls.cert_file = dir.File("cert.pem");
+  c.tls.key_file = dir.File("key.pem");
+  auto service = Service::Open(c);
+  ASSERT_TRUE(service.ok()) << service.status().ToString();
+  auto h = HttpServer::Start(**service);
+  ASSERT_FALSE(h.ok());
+  EXPECT_EQ(h.status().code(), StatusCode::kNotSupported);
+  ASSERT_OK((*service)->Close());
 }
 
 }  // namespace

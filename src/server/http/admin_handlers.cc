@@ -73,4 +73,36 @@ void HandleMetrics(HandlerContext& hc, HttpResponse& resp) {
 
 void HandleSlo(HandlerContext& hc, HttpResponse& resp) { resp.body = hc.service.SloJson(); }
 
+void HandleUsage(HandlerContext& hc, std::string_view query, HttpResponse& resp) {
+  bool all = false;  // ?all=true: every tenant (admin)
+  auto st = ForEachQueryParam(query, [&](std::string_view name, std::string_view value) -> ApiStatus {
+    if (name != "all") {
+      return ApiError{ErrorCode::kUnknownField, "unknown query parameter '" + std::string(name) + "' (all)"};
+    }
+    if (value == "true" || value == "1") {
+      all = true;
+    } else if (value != "false" && value != "0") {
+      return ApiError{ErrorCode::kInvalidArgument, "query parameter 'all' must be true or false"};
+    }
+    return std::nullopt;
+  });
+  if (st) return WriteError(*st, resp);
+  auto usage = hc.service.Usage(hc.request_context, all);
+  if (!usage.ok()) return WriteError(usage.error(), resp);
+  JsonWriter w(&resp.body);
+  w.BeginObject();
+  w.Key("tenants");
+  w.BeginArray();
+  for (const TenantUsage& u : *usage) {
+    w.BeginObject();
+    w.Field("tenant", u.tenant);
+    w.Field("collections", u.collections);
+    w.Field("documents", u.documents);
+    w.Field("max_vectors", u.max_vectors);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+}
+
 }  // namespace kyrodb::server::http

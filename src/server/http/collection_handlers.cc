@@ -52,9 +52,20 @@ void HandleDescribeCollection(HandlerContext& hc, std::string_view name, HttpRes
   WriteInfo(w, *info);
 }
 
-void HandleDropCollection(HandlerContext& hc, std::string_view name, HttpResponse& resp) {
-  if (auto st = hc.service.DropCollection(hc.request_context, name)) {
-    return WriteError(*st, resp);
+void HandleDropCollection(HandlerContext& hc, std::string_view name, std::string_view query,
+                          HttpResponse& resp) {
+  std::string tenant;  // an admin may drop another tenant's collection: ?tenant=
+  auto st = ForEachQueryParam(query, [&](std::string_view param, std::string_view value) -> ApiStatus {
+    if (param == "tenant") {
+      tenant.assign(value);
+      return std::nullopt;
+    }
+    return ApiError{ErrorCode::kUnknownField,
+                    "unknown query parameter '" + std::string(param) + "' (tenant)"};
+  });
+  if (st) return WriteError(*st, resp);
+  if (auto e = hc.service.DropCollection(hc.request_context, name, tenant)) {
+    return WriteError(*e, resp);
   }
   resp.body.append("{\"status\":\"ok\"}");
 }

@@ -30,6 +30,8 @@ struct HttpRequest {
   int version = 11;          // 10 = HTTP/1.0, 11 = HTTP/1.1
   std::string target;        // as sent: path?query
   std::string content_type;  // empty if the header was absent
+  std::string api_key;       // x-api-key
+  std::string authorization; // authorization (Bearer KEY)
   std::string body;
 };
 
@@ -38,6 +40,7 @@ struct HttpResponse {
   int status = 200;
   std::string_view content_type = "application/json";
   std::string_view allow;  // Allow header (405)
+  int retry_after = 0;     // Retry-After header in seconds (429), 0: none
   std::string body;        // reused from request to request
 };
 
@@ -45,13 +48,17 @@ struct HttpResponse {
 struct HandlerContext {
   explicit HandlerContext(Service& s) : service(s) {}
   Service& service;
-  RequestContext request_context;  // issue #6 fills it per request from the API key
+  RequestContext request_context;  // the caller of the current request (Dispatch sets it)
   JsonBody json;                   // simdjson parser, reused
   size_t dim_hint = 0;             // last embedding dimension seen: reserve vectors of this size
 };
 
-// Routes `req` and fills `resp`; returns the endpoint for metrics.
-Endpoint Dispatch(HandlerContext& hc, HttpRequest& req, HttpResponse& resp);
+// Routes `req` and fills `resp`; returns the endpoint for metrics. Every route but /health and
+// /ready first authenticates the caller (Service::Authenticate: 401) and admits it through the
+// rate limits (Service::Admit with the connection's bucket, which may be null: 429 +
+// Retry-After); hc.request_context is then the caller's.
+Endpoint Dispatch(HandlerContext& hc, HttpRequest& req, HttpResponse& resp,
+                  TokenBucket* connection_bucket);
 
 // {"error": message, "error_code": NAME} with HttpStatus(code).
 void WriteError(const ApiError& error, HttpResponse& resp);
@@ -73,7 +80,9 @@ void HandleListCollections(HandlerContext& hc, HttpResponse& resp);
 void HandleCreateCollection(HandlerContext& hc, std::string_view name, HttpRequest& req,
                             HttpResponse& resp);
 void HandleDescribeCollection(HandlerContext& hc, std::string_view name, HttpResponse& resp);
-void HandleDropCollection(HandlerContext& hc, std::string_view name, HttpResponse& resp);
+void HandleDropCollection(HandlerContext& hc, std::string_view name, std::string_view query,
+                          HttpResponse& resp);
+void HandleUsage(HandlerContext& hc, std::string_view query, HttpResponse& resp);
 void HandleFlush(HandlerContext& hc, HttpRequest& req, HttpResponse& resp);
 void HandleSnapshot(HandlerContext& hc, HttpRequest& req, HttpResponse& resp);
 void HandleHealth(HandlerContext& hc, HttpResponse& resp);

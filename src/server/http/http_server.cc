@@ -50,10 +50,8 @@ using http::HttpRequest;
 using http::HttpResponse;
 
 constexpr size_t kReadBufferBytes = 64 * 1024;
-constexpr uint32_t kHeaderLimitBytes = 64 * 1024;
-constexpr std::chrono::seconds kIdleTimeout{60};  // keep-alive: waiting for the next request
-constexpr std::chrono::seconds kIoTimeout{60};    // reading a body, writing a reply
-constexpr std::chrono::seconds kLingerTimeout{5}; // draining an unread body before closing
+constexpr std::chrono::seconds kWriteTimeout{60};  // writing a reply
+constexpr std::chrono::seconds kLingerTimeout{5};  // draining an unread body before closing
 // Request and reply strings above this capacity are released after the request.
 constexpr size_t kKeepCapacityBytes = 1 << 20;
 
@@ -71,15 +69,21 @@ class RequestParser : public bhttp::basic_parser<true> {
     req_->version = version;
     req_->target.assign(target.data(), target.size());
     req_->content_type.clear();
+    req_->api_key.clear();
+    req_->authorization.clear();
     req_->body.clear();
   }
   void on_response_impl(int, beast::string_view, int, beast::error_code&) override {}
-  void on_field_impl(bhttp::field name, beast::string_view, beast::string_view value,
+  void on_field_impl(bhttp::field name, beast::string_view name_string, beast::string_view value,
                      beast::error_code&) override {
     if (name == bhttp::field::content_type) {
       req_->content_type.assign(value.data(), value.size());
     } else if (name == bhttp::field::expect) {
       expect_continue_ = beast::iequals(value, "100-continue");
+    } else if (name == bhttp::field::authorization) {
+      req_->authorization.assign(value.data(), value.size());
+    } else if (name == bhttp::field::unknown && beast::iequals(name_string, "x-api-key")) {
+      req_->api_key.assign(value.data(), value.size());
     }
   }
   void on_header_impl(beast::error_code&) override {}
@@ -127,7 +131,11 @@ class HttpServer::Impl {
  public:
   explicit Impl(Service& service)
       : service_(service),
-        body_limit_(service.config().server.max_body_mb << 20) {}
+        body_limit_(service.config().server.max_body_mb << 20),
+        header_limit_(service.config().limits.max_header_kb << 10),
+        max_connections_(service.config().limits.max_connections),
+        idle_timeout_(service.config().limits.idle_timeout_secs),
+        read_timeout_(service.config().limits.read_timeout_secs) {}
 
   Status Start();
   void Stop(std::chrono::milliseconds drain);
@@ -135,6 +143,9 @@ class HttpServer::Impl {
 
   Service& service() { return service_; }
   uint64_t body_limit() const { return body_limit_; }
+  uint32_t header_limit() const { return header_limit_; }
+  std::chrono::seconds idle_timeout() const { return idle_timeout_; }
+  std::chrono::seconds read_timeout() const { return read_timeout_; }
   bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
   void SessionOpened() { live_.fetch_add(1, std::memory_order_relaxed); }
   void SessionClosed() {
@@ -149,8 +160,12 @@ class HttpServer::Impl {
 
   Service& service_;
   const uint64_t body_limit_;
+  const uint32_t header_limit_;
+  const uint32_t max_connections_;     // open connections; more are closed at once
+  const std::chrono::seconds idle_timeout_;  // keep-alive: waiting for a request's first byte
+  const std::chrono::seconds read_timeout_;  // from the first byte to the whole request
   std::atomic<bool> stopping_{false};
-  std::atomic<int> live_{0};  // open sessions
+  std::atomic<int> live_{0};  // open connections (Session objects)
   std::mutex mu_;             // only for cv_ during Stop
   std::condition_variable cv_;
   bool stopped_ = false;
@@ -168,7 +183,10 @@ namespace {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(HttpServer::Impl& server, Worker& worker, tcp::socket socket)
-      : server_(server), worker_(worker), stream_(std::move(socket)) {
+      : server_(server),
+        worker_(worker),
+        stream_(std::move(socket)),
+        bucket_(server.service().rate_limiter().NewConnectionBucket()) {
     server_.SessionOpened();
   }
   ~Session() {
@@ -182,7 +200,7 @@ class Session : public std::enable_shared_from_this<Session> {
     beast::error_code ec;
     stream_.socket().set_option(tcp::no_delay(true), ec);
     buffer_.reserve(kReadBufferBytes);
-    ReadHeader();
+    WaitForRequest();
   }
 
   // Server shutdown: a connection waiting for its next request closes now; one in the middle
@@ -198,12 +216,29 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
  private:
+  // Between requests the connection may idle for idle_timeout; from the next request's first
+  // byte, the whole request must arrive within read_timeout (a slow sender is cut off).
+  void WaitForRequest() {
+    if (buffer_.size() > 0) {  // pipelined: the next request has begun
+      stream_.expires_after(server_.read_timeout());
+      return ReadHeader();
+    }
+    idle_ = true;
+    stream_.expires_after(server_.idle_timeout());
+    stream_.async_read_some(buffer_.prepare(kReadBufferBytes),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              self->idle_ = false;
+                              if (ec) return self->OnReadError(ec);
+                              self->buffer_.commit(n);
+                              self->stream_.expires_after(self->server_.read_timeout());
+                              self->ReadHeader();
+                            });
+  }
+
   void ReadHeader() {
     parser_.emplace(&req_);
     parser_->body_limit(server_.body_limit());
-    parser_->header_limit(kHeaderLimitBytes);
-    idle_ = buffer_.size() == 0;
-    stream_.expires_after(kIdleTimeout);
+    parser_->header_limit(server_.header_limit());
     bhttp::async_read_header(stream_, buffer_, *parser_,
                              [self = shared_from_this()](beast::error_code ec, size_t) {
                                self->OnHeader(ec);
@@ -211,13 +246,11 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void OnHeader(beast::error_code ec) {
-    idle_ = false;
     if (ec) return OnReadError(ec);
     started_ = std::chrono::steady_clock::now();
     if (parser_->is_done()) return Handle();
     if (parser_->expect_continue()) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      stream_.expires_after(kIoTimeout);
       net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
                        [self = shared_from_this()](beast::error_code wec, size_t) {
                          if (wec) return self->Close();
@@ -229,7 +262,6 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void ReadBody() {
-    stream_.expires_after(kIoTimeout);
     bhttp::async_read(stream_, buffer_, *parser_,
                       [self = shared_from_this()](beast::error_code ec, size_t) {
                         if (ec) return self->OnReadError(ec);
@@ -246,7 +278,9 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (ec == bhttp::error::header_limit) {
       return Reply(Endpoint::kOther,
-                   {ErrorCode::kInvalidArgument, "request header is larger than 64 KiB"});
+                   {ErrorCode::kInvalidArgument,
+                    "request header is larger than " + std::to_string(server_.header_limit() >> 10) +
+                        " KiB (limits.max_header_kb)"});
     }
     if (IsHttpParseError(ec) && ec != bhttp::error::end_of_stream &&
         ec != bhttp::error::partial_message) {
@@ -264,6 +298,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     resp_.body.clear();
     resp_.allow = {};
+    resp_.retry_after = 0;
     head_request_ = false;
     http::WriteError(error, resp_);
     Record(endpoint);
@@ -274,13 +309,14 @@ class Session : public std::enable_shared_from_this<Session> {
     resp_.status = 200;
     resp_.content_type = "application/json";
     resp_.allow = {};
+    resp_.retry_after = 0;
     resp_.body.clear();
     // HEAD is GET without the body (the reply keeps GET's Content-Length).
     head_request_ = req_.method == bhttp::verb::head;
     if (head_request_) req_.method = bhttp::verb::get;
     Endpoint endpoint = Endpoint::kOther;
     try {
-      endpoint = http::Dispatch(worker_.hc, req_, resp_);
+      endpoint = http::Dispatch(worker_.hc, req_, resp_, bucket_.get());
     } catch (const std::exception& e) {  // bad_alloc and the like: never leave the thread
       resp_.body.clear();
       resp_.allow = {};
@@ -314,13 +350,18 @@ class Session : public std::enable_shared_from_this<Session> {
       head_.append("\r\nAllow: ");
       head_.append(resp_.allow);
     }
+    if (resp_.retry_after > 0) {
+      head_.append("\r\nRetry-After: ");
+      AppendNumber(static_cast<uint64_t>(resp_.retry_after));
+    }
+    if (resp_.status == 401) head_.append("\r\nWWW-Authenticate: Bearer");
     if (close) {
       head_.append("\r\nConnection: close");
     } else if (req_.version == 10) {
       head_.append("\r\nConnection: keep-alive");
     }
     head_.append("\r\n\r\n");
-    stream_.expires_after(kIoTimeout);
+    stream_.expires_after(kWriteTimeout);
     const std::array<net::const_buffer, 2> buffers = {
         net::buffer(head_), head_request_ ? net::const_buffer() : net::buffer(resp_.body)};
     net::async_write(stream_, buffers,
@@ -335,7 +376,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (linger) return Linger();
     if (close) return Close();
     if (server_.stopping()) return Close();
-    ReadHeader();
+    WaitForRequest();
   }
 
   // After an error reply with unread input: half-close, then discard what the client still
@@ -366,6 +407,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Worker& worker_;
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
+  std::unique_ptr<TokenBucket> bucket_;  // this connection's rate limit (null: none)
   std::optional<RequestParser> parser_;
   HttpRequest req_;
   HttpResponse resp_;
@@ -379,6 +421,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
 Status HttpServer::Impl::Start() {
   const ServerConfig::Server& cfg = service_.config().server;
+  if (service_.config().tls.enabled) {
+    // Never serve plaintext when TLS was asked for.
+    return Status::NotSupported("HTTP server: tls.enabled is set, but HTTPS is not built yet");
+  }
   const uint32_t threads = std::max<uint32_t>(1, cfg.http_threads);
   for (uint32_t i = 0; i < threads; ++i) workers_.push_back(std::make_unique<Worker>(service_));
   if (cfg.http_port > 65535) {
@@ -437,9 +483,16 @@ void HttpServer::Impl::Accept() {
       });
       return;
     }
-    net::post(worker.ioc, [this, &worker, s = std::move(socket)]() mutable {
-      std::make_shared<Session>(*this, worker, std::move(s))->Start();
-    });
+    if (live_.load(std::memory_order_relaxed) >= static_cast<int>(max_connections_)) {
+      spdlog::warn("HTTP server: {} connections open (limits.max_connections); closing a new one",
+                   max_connections_);
+      beast::error_code ignored;
+      socket.close(ignored);
+    } else {
+      // Counted from here; it runs on its worker's thread from Start() on.
+      auto session = std::make_shared<Session>(*this, worker, std::move(socket));
+      net::post(worker.ioc, [session = std::move(session)] { session->Start(); });
+    }
     Accept();
   });
 }

@@ -1,5 +1,6 @@
 // Routing: path and method to handler, with 404 (unknown path), 405 (+Allow) and 415 (a body
 // that is not JSON) answered here so handlers only see requests they serve.
+#include <algorithm>
 #include <string_view>
 
 #include "server/http/handlers.h"
@@ -119,13 +120,36 @@ void WriteEmbedding(JsonWriter& w, const std::vector<float>& v) {
   w.EndArray();
 }
 
-Endpoint Dispatch(HandlerContext& hc, HttpRequest& req, HttpResponse& resp) {
+Endpoint Dispatch(HandlerContext& hc, HttpRequest& req, HttpResponse& resp,
+                  TokenBucket* connection_bucket) {
   std::string_view path = req.target;
   std::string_view query;
   if (const size_t q = path.find('?'); q != std::string_view::npos) {
     query = path.substr(q + 1);
     path = path.substr(0, q);
   }
+
+  // Liveness and readiness answer anyone (probes carry no key); everything else needs a caller.
+  if (path == "/health") {
+    if (Expect(req, verb::get, "GET", resp)) HandleHealth(hc, resp);
+    return Endpoint::kHealth;
+  }
+  if (path == "/ready") {
+    if (Expect(req, verb::get, "GET", resp)) HandleReady(hc, resp);
+    return Endpoint::kHealth;
+  }
+  auto caller = hc.service.Authenticate(req.api_key, req.authorization);
+  if (!caller.ok()) {
+    WriteError(caller.error(), resp);
+    return Endpoint::kOther;
+  }
+  int retry_after_secs = 0;
+  if (ApiStatus e = hc.service.Admit(*caller, connection_bucket, &retry_after_secs)) {
+    WriteError(*e, resp);
+    resp.retry_after = std::max(1, retry_after_secs);
+    return Endpoint::kOther;
+  }
+  hc.request_context = std::move(*caller);
 
   if (path.size() > 4 && path.substr(0, 4) == "/v1/") {
     const std::string_view op = path.substr(4);
@@ -164,24 +188,21 @@ Endpoint Dispatch(HandlerContext& hc, HttpRequest& req, HttpResponse& resp) {
           case verb::put:
             if (JsonBodyOk(req, resp)) HandleCreateCollection(hc, name, req, resp);
             break;
-          case verb::delete_: HandleDropCollection(hc, name, resp); break;
+          case verb::delete_: HandleDropCollection(hc, name, query, resp); break;
           default: MethodNotAllowed(req.method, "GET, PUT, DELETE", resp); break;
         }
         return Endpoint::kCollections;
       }
     }
-  } else if (path == "/health") {
-    if (Expect(req, verb::get, "GET", resp)) HandleHealth(hc, resp);
-    return Endpoint::kHealth;
-  } else if (path == "/ready") {
-    if (Expect(req, verb::get, "GET", resp)) HandleReady(hc, resp);
-    return Endpoint::kHealth;
   } else if (path == "/metrics") {
     if (Expect(req, verb::get, "GET", resp)) HandleMetrics(hc, resp);
     return Endpoint::kMetrics;
   } else if (path == "/slo") {
     if (Expect(req, verb::get, "GET", resp)) HandleSlo(hc, resp);
     return Endpoint::kHealth;
+  } else if (path == "/usage") {
+    if (Expect(req, verb::get, "GET", resp)) HandleUsage(hc, query, resp);
+    return Endpoint::kCollections;
   }
   WriteError({ErrorCode::kRouteNotFound, "no such endpoint: " + std::string(path)}, resp);
   return Endpoint::kOther;
