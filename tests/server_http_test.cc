@@ -996,7 +996,7 @@ TEST_F(HttpServerTest, CollectionsCreateDescribeListUseAndDrop) {
   ASSERT_EQ(s.status, 200u) << s.body;
   simdjson::dom::element se = ParseJson(p, s.body);
   EXPECT_EQ(uint64_t(se["results"].at(0)["doc_id"]), 1u);
-  EXPECT_NEAR(double(se["results"].at(0)["score"]), -0.01, 1e-5);  // -l2^2
+  EXPECT_NEAR(double(se["results"].at(0)["score"]), 1.0 / 1.01, 1e-5);  // 1 / (1 + l2^2)
 
   Reply d = c.Get("/v1/collections/images");
   ASSERT_EQ(d.status, 200u);

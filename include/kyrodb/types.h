@@ -80,7 +80,7 @@ const char* SearchPathName(SearchPath p);  // "cache_hit", "hot_tier_only", "col
 
 struct SearchHit {
   DocKey key;
-  float score = 0;     // higher is closer: -l2^2 for l2, dot for inner product, cos for cosine
+  float score = 0;     // higher is closer: 1/(1+l2^2) for l2, dot for inner product, cos for cosine
   float distance = 0;  // the index's distance (smaller is closer)
   std::vector<float> embedding;
   Metadata metadata;

@@ -248,7 +248,8 @@ Status Collection::Impl::GetInto(const DocKey& key, bool include_embedding, GetR
 }
 
 float Collection::Impl::Score(float d) const {
-  return opt_.metric == Metric::kL2 ? -d : 1.0f - d;
+  // L2: 1 / (1 + squared distance), the KyroDB v1 convention (in (0, 1], higher is closer).
+  return opt_.metric == Metric::kL2 ? 1.0f / (1.0f + d) : 1.0f - d;
 }
 
 Result<std::vector<SearchHit>> Collection::Impl::Search(const SearchRequest& req,

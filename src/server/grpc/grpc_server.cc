@@ -5,12 +5,14 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <limits>
 #include <mutex>
 #include <string>
 
 #include "server/grpc/grpc_service.h"
+#include "server/grpc/grpc_tls.h"
 
 namespace kyrodb::server {
 
@@ -22,6 +24,11 @@ constexpr auto kReadyPollInterval = std::chrono::milliseconds(50);
 std::string HostPort(const std::string& host, uint32_t port) {
   const bool ipv6 = host.find(':') != std::string::npos && host.front() != '[';
   return (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+int MillisArg(uint32_t secs) {
+  return static_cast<int>(
+      std::min<uint64_t>(uint64_t{secs} * 1000, std::numeric_limits<int>::max()));
 }
 
 }  // namespace
@@ -39,12 +46,28 @@ class GrpcServer::Impl {
     ::grpc::EnableDefaultHealthCheckService(true);
     ::grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
+    auto credentials = GrpcServerCredentials(service_.config().tls);
+    if (!credentials.ok()) return credentials.status();
+
     ::grpc::ServerBuilder builder;
     const std::string address = HostPort(cfg.bind, cfg.grpc_port);
     int selected_port = 0;
-    builder.AddListeningPort(address, ::grpc::InsecureServerCredentials(), &selected_port);
+    builder.AddListeningPort(address, *credentials, &selected_port);
     // Without this a second server could bind the same port (gRPC sets SO_REUSEPORT).
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    // limits.max_connections bounds the calls in progress over all connections (CallGate; gRPC
+    // 1.51 has no connection limit). It is also each connection's HTTP/2 stream limit, so one
+    // client's extra calls wait in its own channel instead of being refused.
+    const ServerConfig::Limits& limits = service_.config().limits;
+    builder.AddChannelArgument(
+        GRPC_ARG_MAX_CONCURRENT_STREAMS,
+        static_cast<int>(std::min<uint32_t>(limits.max_connections, std::numeric_limits<int>::max())));
+    // A connection that has not finished its handshake (TCP, TLS, HTTP/2 preface) within the
+    // read timeout is closed, as is one with no call for the idle timeout (clients reconnect).
+    builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                               MillisArg(limits.read_timeout_secs));
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                               MillisArg(limits.idle_timeout_secs));
     const uint64_t max_bytes = std::min<uint64_t>(cfg.max_body_mb << 20,
                                                   std::numeric_limits<int>::max());
     builder.SetMaxReceiveMessageSize(static_cast<int>(max_bytes));

@@ -56,23 +56,6 @@ double Percent(uint64_t part, uint64_t whole) {
 
 }  // namespace
 
-ApiResult<RequestContext> Caller(Service& service, const ::grpc::CallbackServerContext& ctx) {
-  const auto& md = ctx.client_metadata();
-  auto value = [&md](const char* key) {
-    auto it = md.find(key);
-    return it == md.end() ? std::string_view() : std::string_view(it->second.data(), it->second.size());
-  };
-  auto rc = service.Authenticate(value("x-api-key"), value("authorization"));
-  if (!rc.ok()) return rc;
-  int retry_after_secs = 0;
-  // No per-connection bucket: gRPC multiplexes calls of many clients' channels unevenly.
-  if (ApiStatus e = service.Admit(*rc, nullptr, &retry_after_secs)) {
-    e->message += " (retry after " + std::to_string(retry_after_secs) + " s)";
-    return *e;
-  }
-  return rc;
-}
-
 CallTimer::CallTimer(Service& service, Endpoint endpoint)
     : service_(&service), endpoint_(endpoint), start_ns_(MonotonicNs()) {}
 
@@ -81,14 +64,15 @@ void CallTimer::Record(bool error) const {
                              static_cast<double>(MonotonicNs() - start_ns_) * 1e-9, error);
 }
 
-GrpcService::GrpcService(server::Service& service) : service_(service), batcher_(service, kMaxInsertBatch) {}
+GrpcService::GrpcService(server::Service& service)
+    : service_(service), gate_(service), batcher_(service, kMaxInsertBatch) {}
 
 GrpcService::Unary* GrpcService::Insert(Ctx* ctx, const pb::InsertRequest* req,
                                         pb::InsertResponse* resp) {
   const CallTimer timer(service_, Endpoint::kInsert);
-  auto caller = Caller(service_, *ctx);
-  if (!caller.ok()) return ReplyError(ctx, timer, caller.error());
-  RequestContext rc = std::move(*caller);
+  auto pass = gate_.Enter(*ctx);
+  if (!pass.ok()) return ReplyError(ctx, timer, pass.error());
+  const RequestContext& rc = pass->caller();
   // Validate here, on the RPC's thread, so that the batch only carries documents that can land.
   auto collection = service_.ResolveCollection(rc, req->namespace_());
   if (!collection.ok()) return ReplyError(ctx, timer, collection.error());
@@ -98,9 +82,12 @@ GrpcService::Unary* GrpcService::Insert(Ctx* ctx, const pb::InsertRequest* req,
     return ReplyError(ctx, timer, *e);
   }
   Unary* reactor = ctx->DefaultReactor();
-  batcher_.Submit(std::move(rc), req->namespace_(), std::move(doc),
-                  [timer, reactor, resp](const ApiStatus& e) {
+  // The call holds its slot until the batch acknowledged it.
+  auto held = std::make_shared<CallGate::Pass>(std::move(*pass));
+  batcher_.Submit(held->caller(), req->namespace_(), std::move(doc),
+                  [timer, reactor, resp, held](const ApiStatus& e) mutable {
                     timer.Record(e.has_value());
+                    held.reset();  // the slot is free before the client sees the reply
                     if (e) {
                       reactor->Finish(ToGrpcStatus(*e));
                       return;
@@ -115,23 +102,23 @@ GrpcService::Unary* GrpcService::Insert(Ctx* ctx, const pb::InsertRequest* req,
 }
 
 GrpcService::InsertReader* GrpcService::BulkInsert(Ctx* ctx, pb::InsertResponse* resp) {
-  return NewBulkInsertReactor(service_, Caller(service_, *ctx), resp);
+  return NewBulkInsertReactor(service_, gate_.Enter(*ctx), resp);
 }
 
 GrpcService::InsertReader* GrpcService::BulkLoadHnsw(Ctx* ctx, pb::BulkLoadResponse* resp) {
-  return NewBulkLoadReactor(service_, Caller(service_, *ctx), resp);
+  return NewBulkLoadReactor(service_, gate_.Enter(*ctx), resp);
 }
 
 ::grpc::ServerBidiReactor<pb::SearchRequest, pb::SearchResponse>* GrpcService::BulkSearch(Ctx* ctx) {
-  return NewBulkSearchReactor(service_, Caller(service_, *ctx));
+  return NewBulkSearchReactor(service_, gate_, gate_.Enter(*ctx, /*charge=*/false));
 }
 
 GrpcService::Unary* GrpcService::Delete(Ctx* ctx, const pb::DeleteRequest* req,
                                         pb::DeleteResponse* resp) {
   const CallTimer timer(service_, Endpoint::kDelete);
-  auto caller = Caller(service_, *ctx);
-  if (!caller.ok()) return ReplyError(ctx, timer, caller.error());
-  auto r = service_.Delete(*caller, req->namespace_(), DocKey::Numeric(req->doc_id()));
+  auto pass = gate_.Enter(*ctx);
+  if (!pass.ok()) return ReplyError(ctx, timer, pass.error());
+  auto r = service_.Delete(pass->caller(), req->namespace_(), DocKey::Numeric(req->doc_id()));
   if (!r.ok()) return ReplyError(ctx, timer, r.error());
   resp->set_success(true);
   resp->set_existed(*r);
@@ -141,9 +128,9 @@ GrpcService::Unary* GrpcService::Delete(Ctx* ctx, const pb::DeleteRequest* req,
 GrpcService::Unary* GrpcService::UpdateMetadata(Ctx* ctx, const pb::UpdateMetadataRequest* req,
                                                 pb::UpdateMetadataResponse* resp) {
   const CallTimer timer(service_, Endpoint::kUpdateMetadata);
-  auto caller = Caller(service_, *ctx);
-  if (!caller.ok()) return ReplyError(ctx, timer, caller.error());
-  auto r = service_.UpdateMetadata(*caller, req->namespace_(),
+  auto pass = gate_.Enter(*ctx);
+  if (!pass.ok()) return ReplyError(ctx, timer, pass.error());
+  auto r = service_.UpdateMetadata(pass->caller(), req->namespace_(),
                                    DocKey::Numeric(req->doc_id()),
                                    grpc_convert::ToMetadata(req->metadata()), req->merge());
   if (!r.ok()) return ReplyError(ctx, timer, r.error());
@@ -157,9 +144,9 @@ GrpcService::Unary* GrpcService::UpdateMetadata(Ctx* ctx, const pb::UpdateMetada
 GrpcService::Unary* GrpcService::Query(Ctx* ctx, const pb::QueryRequest* req,
                                        pb::QueryResponse* resp) {
   const CallTimer timer(service_, Endpoint::kQuery);
-  auto caller = Caller(service_, *ctx);
-  if (!caller.ok()) return ReplyError(ctx, timer, caller.error());
-  auto r = service_.Query(*caller, req->namespace_(), DocKey::Numeric(req->doc_id()),
+  auto pass = gate_.Enter(*ctx);
+  if (!pass.ok()) return ReplyError(ctx, timer, pass.error());
+  auto r = service_.Query(pass->caller(), req->namespace_(), DocKey::Numeric(req->doc_id()),
                           req->include_embedding());
   if (r.ok()) {
     grpc_convert::FillQueryResponse(std::move(*r), resp);
@@ -175,14 +162,14 @@ GrpcService::Unary* GrpcService::Query(Ctx* ctx, const pb::QueryRequest* req,
 GrpcService::Unary* GrpcService::Search(Ctx* ctx, const pb::SearchRequest* req,
                                         pb::SearchResponse* resp) {
   const CallTimer timer(service_, Endpoint::kSearch);
-  auto caller = Caller(service_, *ctx);
-  if (!caller.ok()) return ReplyError(ctx, timer, caller.error());
+  auto pass = gate_.Enter(*ctx);
+  if (!pass.ok()) return ReplyError(ctx, timer, pass.error());
   MetadataFilter filter;
   bool has_filter = false;
   if (ApiStatus e = grpc_convert::ToFilter(*req, &filter, &has_filter)) {
     return ReplyError(ctx, timer, *e);
   }
-  auto r = service_.Search(*caller, req->namespace_(), grpc_convert::ToSearchRequest(*req),
+  auto r = service_.Search(pass->caller(), req->namespace_(), grpc_convert::ToSearchRequest(*req),
                            has_filter ? &filter : nullptr);
   if (!r.ok()) return ReplyError(ctx, timer, r.error());
   grpc_convert::FillSearchResponse(std::move(*r), resp);
@@ -192,9 +179,9 @@ GrpcService::Unary* GrpcService::Search(Ctx* ctx, const pb::SearchRequest* req,
 GrpcService::Unary* GrpcService::BulkQuery(Ctx* ctx, const pb::BulkQueryRequest* req,
                                            pb::BulkQueryResponse* resp) {
   const CallTimer timer(service_, Endpoint::kBulkQuery);
-  auto caller = Caller(service_, *ctx);
-  if (!caller.ok()) return ReplyError(ctx, timer, caller.error());
-  const RequestContext& rc = *caller;
+  auto pass = gate_.Enter(*ctx);
+  if (!pass.ok()) return ReplyError(ctx, timer, pass.error());
+  const RequestContext& rc = pass->caller();
   auto collection = service_.ResolveCollection(rc, req->namespace_());
   if (!collection.ok()) return ReplyError(ctx, timer, collection.error());
   resp->mutable_results()->Reserve(req->doc_ids_size());
@@ -224,9 +211,9 @@ GrpcService::Unary* GrpcService::BulkQuery(Ctx* ctx, const pb::BulkQueryRequest*
 GrpcService::Unary* GrpcService::BatchDelete(Ctx* ctx, const pb::BatchDeleteRequest* req,
                                              pb::BatchDeleteResponse* resp) {
   const CallTimer timer(service_, Endpoint::kBatchDelete);
-  auto caller = Caller(service_, *ctx);
-  if (!caller.ok()) return ReplyError(ctx, timer, caller.error());
-  const RequestContext& rc = *caller;
+  auto pass = gate_.Enter(*ctx);
+  if (!pass.ok()) return ReplyError(ctx, timer, pass.error());
+  const RequestContext& rc = pass->caller();
   ApiResult<uint64_t> r = uint64_t{0};
   switch (req->delete_criteria_case()) {
     case pb::BatchDeleteRequest::kIds: {
@@ -279,8 +266,8 @@ GrpcService::Unary* GrpcService::Health(Ctx* ctx, const pb::HealthRequest* req,
 GrpcService::Unary* GrpcService::Metrics(Ctx* ctx, const pb::MetricsRequest* /*req*/,
                                          pb::MetricsResponse* resp) {
   const CallTimer timer(service_, Endpoint::kMetrics);
-  auto caller = Caller(service_, *ctx);
-  if (!caller.ok()) return ReplyError(ctx, timer, caller.error());
+  auto pass = gate_.Enter(*ctx);
+  if (!pass.ok()) return ReplyError(ctx, timer, pass.error());
   const EngineTotals t = service_.Totals();
   const RequestMetrics& m = service_.metrics();
   const RequestMetrics::Summary all = m.Summarize();
@@ -333,9 +320,9 @@ GrpcService::Unary* GrpcService::Metrics(Ctx* ctx, const pb::MetricsRequest* /*r
 GrpcService::Unary* GrpcService::FlushHotTier(Ctx* ctx, const pb::FlushRequest* /*req*/,
                                               pb::FlushResponse* resp) {
   const CallTimer timer(service_, Endpoint::kFlush);
-  auto caller = Caller(service_, *ctx);
-  if (!caller.ok()) return ReplyError(ctx, timer, caller.error());
-  auto r = service_.Flush(*caller, "");  // every collection of the tenant
+  auto pass = gate_.Enter(*ctx);
+  if (!pass.ok()) return ReplyError(ctx, timer, pass.error());
+  auto r = service_.Flush(pass->caller(), "");  // every collection of the tenant
   if (!r.ok()) return ReplyError(ctx, timer, r.error());
   resp->set_success(true);
   resp->set_documents_flushed(r->docs_flushed);
@@ -346,11 +333,11 @@ GrpcService::Unary* GrpcService::FlushHotTier(Ctx* ctx, const pb::FlushRequest* 
 GrpcService::Unary* GrpcService::CreateSnapshot(Ctx* ctx, const pb::SnapshotRequest* /*req*/,
                                                 pb::SnapshotResponse* resp) {
   const CallTimer timer(service_, Endpoint::kSnapshot);
-  auto caller = Caller(service_, *ctx);
-  if (!caller.ok()) return ReplyError(ctx, timer, caller.error());
+  auto pass = gate_.Enter(*ctx);
+  if (!pass.ok()) return ReplyError(ctx, timer, pass.error());
   // request.path is ignored: snapshots live in the data directory (the MANIFEST names them);
   // copies elsewhere are kyrodb_backup's job. snapshot_path says where it went.
-  auto r = service_.Snapshot(*caller);
+  auto r = service_.Snapshot(pass->caller());
   if (!r.ok()) return ReplyError(ctx, timer, r.error());
   resp->set_success(true);
   resp->set_snapshot_path(std::move(r->path));
@@ -362,8 +349,8 @@ GrpcService::Unary* GrpcService::CreateSnapshot(Ctx* ctx, const pb::SnapshotRequ
 GrpcService::Unary* GrpcService::GetConfig(Ctx* ctx, const pb::ConfigRequest* /*req*/,
                                            pb::ConfigResponse* resp) {
   const CallTimer timer(service_, Endpoint::kConfig);
-  auto caller = Caller(service_, *ctx);
-  if (!caller.ok()) return ReplyError(ctx, timer, caller.error());
+  auto pass = gate_.Enter(*ctx);
+  if (!pass.ok()) return ReplyError(ctx, timer, pass.error());
   const ServerConfig& c = service_.config();
   resp->set_hot_tier_max_size(c.hot_tier.max_size_mb << 20);  // bytes
   resp->set_hot_tier_max_age_seconds(c.hot_tier.flush_interval_secs);

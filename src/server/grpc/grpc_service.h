@@ -2,16 +2,20 @@
 // decodes its request (grpc_convert.h), calls Service, encodes the reply, records the call in
 // service.metrics() (Transport::kGrpc) and finishes with grpc::Status(GrpcCode(error)).
 //
+// Every RPC but Health (liveness) first passes the CallGate (API key, rate limits, calls in
+// progress); an admitted call holds its CallGate::Pass until it finishes.
+//
 // Unary RPCs run on gRPC's callback threads; single Inserts are coalesced by an InsertBatcher
 // into Service::BulkInsert calls. Streams (grpc_streams.cc) handle one message at a time: a
 // stream never has more than one read or write outstanding (back-pressure through HTTP/2 flow
 // control). Thread-safety: gRPC calls the handlers concurrently; the class holds no mutable state
-// besides the batcher.
+// besides the gate and the batcher.
 #pragma once
 
 #include "kyrodb/v1/kyrodb.grpc.pb.h"
-#include "server/common/service.h"
 #include "server/common/insert_batcher.h"
+#include "server/common/service.h"
+#include "server/grpc/call_gate.h"
 
 namespace kyrodb::server {
 
@@ -45,13 +49,9 @@ class GrpcService final : public ::kyrodb::v1::KyroDBService::CallbackService {
 
  private:
   server::Service& service_;
+  CallGate gate_;
   InsertBatcher batcher_;
 };
-
-// Who is calling (x-api-key / authorization metadata, Service::Authenticate) and whether the rate
-// limits admit the call (Service::Admit): UNAUTHENTICATED / RESOURCE_EXHAUSTED otherwise. Every
-// RPC but Health (liveness) starts with it; BulkSearch asks again for every search.
-ApiResult<RequestContext> Caller(server::Service& service, const ::grpc::CallbackServerContext& ctx);
 
 // Times one call and records it in service.metrics() under Transport::kGrpc.
 class CallTimer {
@@ -65,13 +65,14 @@ class CallTimer {
   int64_t start_ns_;
 };
 
-// The stream reactors (grpc_streams.cc). Each deletes itself when the call is done.
-// A failed `caller` finishes the call at once with its error.
-GrpcService::InsertReader* NewBulkInsertReactor(Service& service, ApiResult<RequestContext> caller,
+// The stream reactors (grpc_streams.cc). Each holds its Pass and deletes itself when the call
+// is done. A refused `pass` finishes the call at once with its error.
+GrpcService::InsertReader* NewBulkInsertReactor(Service& service, ApiResult<CallGate::Pass> pass,
                                                 v1::InsertResponse* resp);
-GrpcService::InsertReader* NewBulkLoadReactor(Service& service, ApiResult<RequestContext> caller,
+GrpcService::InsertReader* NewBulkLoadReactor(Service& service, ApiResult<CallGate::Pass> pass,
                                               v1::BulkLoadResponse* resp);
+// Every search of the stream is charged to the rate limits (gate.Admit).
 ::grpc::ServerBidiReactor<v1::SearchRequest, v1::SearchResponse>* NewBulkSearchReactor(
-    Service& service, ApiResult<RequestContext> caller);
+    Service& service, CallGate& gate, ApiResult<CallGate::Pass> pass);
 
 }  // namespace kyrodb::server

@@ -5,11 +5,12 @@
 //
 // Errors: a refused document (INVALID_ARGUMENT: bad id, dimension, values) is counted in
 // total_failed and the stream goes on; a BulkSearch request that is invalid gets a response with
-// `error` set, in its place. Any other error (unknown namespace, WAL unavailable, not ready)
-// ends the call with its status.
+// `error` set, in its place. Any other error (unknown namespace, WAL unavailable, not ready, a
+// search over the rate limit) ends the call with its status.
 #include <sys/resource.h>
 
 #include <chrono>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -36,14 +37,16 @@ bool IsPerItemError(const ApiError& e) {
 // Subclasses say how to answer at the end.
 class InsertStreamReactor : public ::grpc::ServerReadReactor<pb::InsertRequest> {
  public:
-  InsertStreamReactor(Service& service, ApiResult<RequestContext> caller, Endpoint endpoint)
+  InsertStreamReactor(Service& service, ApiResult<CallGate::Pass> pass, Endpoint endpoint)
       : service_(service),
-        ctx_(caller.ok() ? std::move(*caller) : RequestContext{}),
+        pass_(pass.ok() ? std::make_optional(std::move(*pass)) : std::nullopt),
+        ctx_(pass_ ? pass_->caller() : RequestContext{}),
         timer_(service, endpoint) {
-    if (!caller.ok()) refused_ = caller.error();
+    if (!pass.ok()) refused_ = pass.error();
   }
 
   void Begin() {
+    if (!refused_) refused_ = Precondition();
     if (refused_) {
       Complete(ToGrpcStatus(*refused_));
       return;
@@ -71,13 +74,17 @@ class InsertStreamReactor : public ::grpc::ServerReadReactor<pb::InsertRequest> 
  protected:
   // Called once the client has sent everything and every batch is in.
   virtual void FinishStream() = 0;
+  // Checked before the first read: an error refuses the call.
+  virtual ApiStatus Precondition() const { return std::nullopt; }
 
   void Complete(::grpc::Status status) {
     timer_.Record(!status.ok());
+    pass_.reset();  // the call's slot is free before the client sees the end
     Finish(std::move(status));
   }
 
   Service& service_;
+  std::optional<CallGate::Pass> pass_;  // empty when refused or finished
   const RequestContext ctx_;
   uint64_t inserted_ = 0;
   uint64_t failed_ = 0;
@@ -126,7 +133,7 @@ class InsertStreamReactor : public ::grpc::ServerReadReactor<pb::InsertRequest> 
   }
 
   CallTimer timer_;
-  ApiStatus refused_;  // authentication or admission failed
+  ApiStatus refused_;  // by the gate or Precondition()
   pb::InsertRequest request_;
   std::string namespace_;  // of the pending batch
   std::vector<Document> batch_;
@@ -135,8 +142,8 @@ class InsertStreamReactor : public ::grpc::ServerReadReactor<pb::InsertRequest> 
 
 class BulkInsertReactor final : public InsertStreamReactor {
  public:
-  BulkInsertReactor(Service& service, ApiResult<RequestContext> caller, pb::InsertResponse* response)
-      : InsertStreamReactor(service, std::move(caller), Endpoint::kBulkInsert), response_(response) {}
+  BulkInsertReactor(Service& service, ApiResult<CallGate::Pass> pass, pb::InsertResponse* response)
+      : InsertStreamReactor(service, std::move(pass), Endpoint::kBulkInsert), response_(response) {}
 
  private:
   void FinishStream() override {
@@ -156,15 +163,22 @@ class BulkInsertReactor final : public InsertStreamReactor {
 };
 
 // BulkInsert, then a flush of every namespace written to so the documents are in HNSW when the
-// call returns.
+// call returns. Flushing is admin-only (Service::Flush), so is this RPC: a non-admin key is
+// refused before anything is written (tenants load with BulkInsert).
 class BulkLoadReactor final : public InsertStreamReactor {
  public:
-  BulkLoadReactor(Service& service, ApiResult<RequestContext> caller, pb::BulkLoadResponse* response)
-      : InsertStreamReactor(service, std::move(caller), Endpoint::kBulkInsert),
+  BulkLoadReactor(Service& service, ApiResult<CallGate::Pass> pass, pb::BulkLoadResponse* response)
+      : InsertStreamReactor(service, std::move(pass), Endpoint::kBulkInsert),
         response_(response),
         start_(std::chrono::steady_clock::now()) {}
 
  private:
+  ApiStatus Precondition() const override {
+    if (ctx_.is_admin) return std::nullopt;
+    return ApiError{ErrorCode::kPermissionDenied,
+                    "BulkLoadHnsw flushes into HNSW and needs an admin key; use BulkInsert"};
+  }
+
   void FinishStream() override {
     for (const std::string& ns : namespaces_) {
       auto r = service_.Flush(ctx_, ns.empty() ? std::string(kDefaultCollection) : ns);
@@ -198,10 +212,12 @@ class BulkLoadReactor final : public InsertStreamReactor {
 // order and at most one is buffered.
 class BulkSearchReactor final : public ::grpc::ServerBidiReactor<pb::SearchRequest, pb::SearchResponse> {
  public:
-  BulkSearchReactor(Service& service, ApiResult<RequestContext> caller)
-      : service_(service), ctx_(caller.ok() ? std::move(*caller) : RequestContext{}) {
-    if (!caller.ok()) {
-      Finish(ToGrpcStatus(caller.error()));
+  BulkSearchReactor(Service& service, CallGate& gate, ApiResult<CallGate::Pass> pass)
+      : service_(service),
+        gate_(gate),
+        pass_(pass.ok() ? std::make_optional(std::move(*pass)) : std::nullopt) {
+    if (!pass_) {
+      Finish(ToGrpcStatus(pass.error()));
       return;
     }
     StartRead(&request_);
@@ -209,19 +225,18 @@ class BulkSearchReactor final : public ::grpc::ServerBidiReactor<pb::SearchReque
 
   void OnReadDone(bool ok) override {
     if (!ok) {
-      Finish(::grpc::Status::OK);
+      End(::grpc::Status::OK);
       return;
     }
     const CallTimer item(service_, Endpoint::kBulkSearch);  // one record per search
     response_.Clear();
     MetadataFilter filter;
     bool has_filter = false;
-    int retry_after_secs = 0;
-    ApiStatus error = service_.Admit(ctx_, nullptr, &retry_after_secs);  // every search counts
+    ApiStatus error = gate_.Admit(*pass_);  // every search counts
     if (!error) error = grpc_convert::ToFilter(request_, &filter, &has_filter);
     if (!error) {
-      auto r = service_.Search(ctx_, request_.namespace_(), grpc_convert::ToSearchRequest(request_),
-                               has_filter ? &filter : nullptr);
+      auto r = service_.Search(pass_->caller(), request_.namespace_(),
+                               grpc_convert::ToSearchRequest(request_), has_filter ? &filter : nullptr);
       if (r.ok()) {
         grpc_convert::FillSearchResponse(std::move(*r), &response_);
       } else {
@@ -231,7 +246,7 @@ class BulkSearchReactor final : public ::grpc::ServerBidiReactor<pb::SearchReque
     item.Record(error.has_value());
     if (error) {
       if (!IsPerItemError(*error)) {
-        Finish(ToGrpcStatus(*error));
+        End(ToGrpcStatus(*error));
         return;
       }
       response_.set_error(error->message);
@@ -241,7 +256,7 @@ class BulkSearchReactor final : public ::grpc::ServerBidiReactor<pb::SearchReque
 
   void OnWriteDone(bool ok) override {
     if (!ok) {
-      Finish({::grpc::StatusCode::CANCELLED, "client went away"});
+      End({::grpc::StatusCode::CANCELLED, "client went away"});
       return;
     }
     StartRead(&request_);
@@ -250,31 +265,37 @@ class BulkSearchReactor final : public ::grpc::ServerBidiReactor<pb::SearchReque
   void OnDone() override { delete this; }
 
  private:
+  void End(::grpc::Status status) {
+    pass_.reset();  // the call's slot is free before the client sees the end
+    Finish(std::move(status));
+  }
+
   Service& service_;
-  const RequestContext ctx_;
+  CallGate& gate_;
+  std::optional<CallGate::Pass> pass_;  // empty when refused or ended
   pb::SearchRequest request_;
   pb::SearchResponse response_;
 };
 
 }  // namespace
 
-GrpcService::InsertReader* NewBulkInsertReactor(Service& service, ApiResult<RequestContext> caller,
+GrpcService::InsertReader* NewBulkInsertReactor(Service& service, ApiResult<CallGate::Pass> pass,
                                                 pb::InsertResponse* resp) {
-  auto* r = new BulkInsertReactor(service, std::move(caller), resp);
+  auto* r = new BulkInsertReactor(service, std::move(pass), resp);
   r->Begin();
   return r;
 }
 
-GrpcService::InsertReader* NewBulkLoadReactor(Service& service, ApiResult<RequestContext> caller,
+GrpcService::InsertReader* NewBulkLoadReactor(Service& service, ApiResult<CallGate::Pass> pass,
                                               pb::BulkLoadResponse* resp) {
-  auto* r = new BulkLoadReactor(service, std::move(caller), resp);
+  auto* r = new BulkLoadReactor(service, std::move(pass), resp);
   r->Begin();
   return r;
 }
 
 ::grpc::ServerBidiReactor<pb::SearchRequest, pb::SearchResponse>* NewBulkSearchReactor(
-    Service& service, ApiResult<RequestContext> caller) {
-  return new BulkSearchReactor(service, std::move(caller));
+    Service& service, CallGate& gate, ApiResult<CallGate::Pass> pass) {
+  return new BulkSearchReactor(service, gate, std::move(pass));
 }
 
 }  // namespace kyrodb::server
