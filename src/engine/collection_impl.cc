@@ -97,20 +97,25 @@ const StoredDoc* Collection::Impl::FindHotLocked(uint64_t id, bool* tombstone) c
 
 // ---- client operations ----
 
-Status Collection::Impl::Upsert(const Document& doc) {
-  KYRODB_RETURN_IF_ERROR(CheckLive());
+Status Collection::Impl::MakeUpsertRecord(const Document& doc, storage::WalRecord* r) {
   KYRODB_RETURN_IF_ERROR(CheckVector(doc.embedding, "embedding"));
   auto id = Resolve(doc.key, /*assign=*/true);
   if (!id.ok()) return id.status();
+  r->type = storage::RecordType::kUpsert;
+  r->tenant = tenant_;
+  r->collection = name_;
+  r->doc_id = *id;
+  r->external_id = doc.key.external;
+  r->embedding = doc.embedding;
+  if (opt_.metric == Metric::kCosine) index::NormalizeInPlace(r->embedding.data(), r->embedding.size());
+  r->metadata = doc.metadata;
+  return Status::Ok();
+}
+
+Status Collection::Impl::Upsert(const Document& doc) {
+  KYRODB_RETURN_IF_ERROR(CheckLive());
   storage::WalRecord r;
-  r.type = storage::RecordType::kUpsert;
-  r.tenant = tenant_;
-  r.collection = name_;
-  r.doc_id = *id;
-  r.external_id = doc.key.external;
-  r.embedding = doc.embedding;
-  if (opt_.metric == Metric::kCosine) index::NormalizeInPlace(r.embedding.data(), r.embedding.size());
-  r.metadata = doc.metadata;
+  KYRODB_RETURN_IF_ERROR(MakeUpsertRecord(doc, &r));
   return db_->Log(r, this);
 }
 
@@ -127,23 +132,14 @@ Status Collection::Impl::UpsertBatch(const std::vector<Document>& docs,
     std::vector<size_t> index;  // records[j] is docs[index[j]]
     records.reserve(end - begin);
     for (size_t i = begin; i < end; ++i) {
-      const Document& doc = docs[i];
-      Status s = CheckVector(doc.embedding, "embedding");
-      Result<uint64_t> id = s.ok() ? Resolve(doc.key, /*assign=*/true) : Result<uint64_t>(s);
-      if (!id.ok()) {
-        (*results)[i] = id.status();
-        if (first.ok()) first = id.status();
+      storage::WalRecord r;
+      Status s = MakeUpsertRecord(docs[i], &r);
+      if (!s.ok()) {
+        if (first.ok()) first = s;
+        (*results)[i] = std::move(s);
         continue;
       }
-      storage::WalRecord& r = records.emplace_back();
-      r.type = storage::RecordType::kUpsert;
-      r.tenant = tenant_;
-      r.collection = name_;
-      r.doc_id = *id;
-      r.external_id = doc.key.external;
-      r.embedding = doc.embedding;
-      if (opt_.metric == Metric::kCosine) index::NormalizeInPlace(r.embedding.data(), r.embedding.size());
-      r.metadata = doc.metadata;
+      records.push_back(std::move(r));
       index.push_back(i);
     }
     std::vector<const storage::WalRecord*> ptrs;

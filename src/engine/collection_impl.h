@@ -58,6 +58,8 @@ class Collection::Impl {
   // Client operations: validate, log through db_, apply.
   Status Upsert(const Document& doc);
   Status UpsertBatch(const std::vector<Document>& docs, std::vector<Status>* results);
+  // Validates `doc`, resolves (assigns) its id and fills the WAL record of its upsert.
+  Status MakeUpsertRecord(const Document& doc, storage::WalRecord* r);
   Status Delete(const DocKey& key);
   Status UpdateMetadata(const DocKey& key, const Metadata& metadata, bool merge);
   Result<GetResult> Get(const DocKey& key, bool include_embedding) const;
