@@ -381,6 +381,24 @@ TEST_F(DecoderTest, BulkInsertKeepsGoodDocumentsAndReportsBadOnesByIndex) {
                     ErrorCode::kInvalidJson));
 }
 
+// Found by the fuzz target: On-Demand skips the rest of a document that failed to decode
+// without validating it, so malformed JSON there must still fail the whole request.
+TEST_F(DecoderTest, BulkInsertRefusesMalformedJsonInABadDocumentsUnreadTail) {
+  http::BulkInsertRequest r;
+  EXPECT_TRUE(Fails(Decode(R"({"documents": [{"doc_id": 7, "embedding": [1, "x",]3},
+                                             {"doc_id": 8, "embedding": [0, 1]}]})",
+                           [&](JsonBody& b) { return http::DecodeBulkInsert(b, 0, &r); }),
+                    ErrorCode::kInvalidJson));
+  // A well-formed but huge number stays the bad document's own error.
+  http::BulkInsertRequest big;
+  ASSERT_FALSE(Decode(R"({"documents": [{"doc_id": 7, "embedding": [1e400, {"a": [1e999]}]},
+                                        {"doc_id": 8, "embedding": [0, 1]}]})",
+                      [&](JsonBody& b) { return http::DecodeBulkInsert(b, 0, &big); }));
+  ASSERT_EQ(big.errors.size(), 1u);
+  EXPECT_EQ(big.errors[0].second.code, ErrorCode::kNonFiniteValue);
+  EXPECT_EQ(big.docs.size(), 1u);
+}
+
 TEST_F(DecoderTest, CreateCollectionOptions) {
   CollectionOptions o;
   ASSERT_FALSE(Decode(R"({"dimension": 8, "metric": "l2", "m": 8, "ef_construction": 64,

@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "server/http/handlers.h"
+#include "server/http/request_parser.h"
 
 namespace kyrodb::server {
 
@@ -60,65 +61,13 @@ using tcp = net::ip::tcp;
 using http::HandlerContext;
 using http::HttpRequest;
 using http::HttpResponse;
+using http::RequestParser;
 
 constexpr size_t kReadBufferBytes = 64 * 1024;
 constexpr std::chrono::seconds kWriteTimeout{60};  // writing a reply
 constexpr std::chrono::seconds kLingerTimeout{5};  // draining an unread body before closing
 // Request and reply strings above this capacity are released after the request.
 constexpr size_t kKeepCapacityBytes = 1 << 20;
-
-// Beast parser that fills an HttpRequest: the target, Content-Type and Expect headers and the
-// body, into strings reused from request to request (no allocation per header field).
-class RequestParser : public bhttp::basic_parser<true> {
- public:
-  explicit RequestParser(HttpRequest* req) : req_(req) {}
-  bool expect_continue() const { return expect_continue_; }
-
- private:
-  void on_request_impl(bhttp::verb method, beast::string_view, beast::string_view target,
-                       int version, beast::error_code&) override {
-    req_->method = method;
-    req_->version = version;
-    req_->target.assign(target.data(), target.size());
-    req_->content_type.clear();
-    req_->api_key.clear();
-    req_->authorization.clear();
-    req_->body.clear();
-  }
-  void on_response_impl(int, beast::string_view, int, beast::error_code&) override {}
-  void on_field_impl(bhttp::field name, beast::string_view name_string, beast::string_view value,
-                     beast::error_code&) override {
-    if (name == bhttp::field::content_type) {
-      req_->content_type.assign(value.data(), value.size());
-    } else if (name == bhttp::field::expect) {
-      expect_continue_ = beast::iequals(value, "100-continue");
-    } else if (name == bhttp::field::authorization) {
-      req_->authorization.assign(value.data(), value.size());
-    } else if (name == bhttp::field::unknown && beast::iequals(name_string, "x-api-key")) {
-      req_->api_key.assign(value.data(), value.size());
-    }
-  }
-  void on_header_impl(beast::error_code&) override {}
-  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
-                         beast::error_code&) override {
-    // The limit was checked against Content-Length already; room for simdjson's padding too.
-    if (length) req_->body.reserve(static_cast<size_t>(*length) + simdjson::SIMDJSON_PADDING);
-  }
-  size_t on_body_impl(beast::string_view body, beast::error_code&) override {
-    req_->body.append(body.data(), body.size());
-    return body.size();
-  }
-  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
-  size_t on_chunk_body_impl(std::uint64_t, beast::string_view body,
-                            beast::error_code&) override {
-    req_->body.append(body.data(), body.size());
-    return body.size();
-  }
-  void on_finish_impl(beast::error_code&) override {}
-
-  HttpRequest* req_;
-  bool expect_continue_ = false;
-};
 
 bool IsHttpParseError(const beast::error_code& ec) {
   return ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category();

@@ -69,6 +69,59 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
+error_code WalkObject(sj::object& obj);
+
+// Reads `v` to its end, checking every token (On-Demand checks only what is read). Numbers are
+// checked against the JSON grammar only: their magnitude is the decoders' business.
+error_code WalkValue(sj::value v) {
+  sj::json_type t;
+  if (auto e = v.type().get(t)) return e;
+  switch (t) {
+    case sj::json_type::array: {
+      sj::array arr;
+      if (auto e = v.get_array().get(arr)) return e;
+      for (auto er : arr) {
+        sj::value el;
+        if (auto e = std::move(er).get(el)) return e;
+        if (auto e = WalkValue(el)) return e;
+      }
+      return simdjson::SUCCESS;
+    }
+    case sj::json_type::object: {
+      sj::object obj;
+      if (auto e = v.get_object().get(obj)) return e;
+      return WalkObject(obj);
+    }
+    case sj::json_type::number:
+      return IsJsonNumber(Trim(v.raw_json_token())) ? simdjson::SUCCESS : simdjson::NUMBER_ERROR;
+    case sj::json_type::string: {
+      std::string_view s;
+      return v.get_string().get(s);
+    }
+    case sj::json_type::boolean: {
+      bool b;
+      return v.get_bool().get(b);
+    }
+    case sj::json_type::null: {
+      bool is_null = false;
+      if (auto e = v.is_null().get(is_null)) return e;
+      return is_null ? simdjson::SUCCESS : simdjson::N_ATOM_ERROR;
+    }
+  }
+  return simdjson::INCORRECT_TYPE;
+}
+
+error_code WalkObject(sj::object& obj) {
+  for (auto fr : obj) {
+    sj::field f;
+    if (auto e = std::move(fr).get(f)) return e;
+    std::string_view key;
+    if (auto e = f.unescaped_key().get(key)) return e;
+    if (auto e = WalkValue(f.value())) return e;
+  }
+  return simdjson::SUCCESS;
+}
+
 const char* TypeName(sj::value& v) {
   sj::json_type t;
   if (v.type().get(t) != simdjson::SUCCESS) return "invalid JSON";
@@ -245,6 +298,8 @@ ApiStatus JsonBody::Parse(std::string* body, bool empty_is_object) {
     text->reserve(text->size() + simdjson::SIMDJSON_PADDING);
   }
   begin_ = text->data();
+  size_ = text->size();
+  capacity_ = text->capacity();
   const simdjson::padded_string_view view(text->data(), text->size(), text->capacity());
   if (auto e = parser_.iterate(view).get(doc_)) {
     return Err(ErrorCode::kInvalidJson,
@@ -274,6 +329,19 @@ ApiStatus JsonBody::Finish() {
   std::string m = "request body is not valid JSON: unexpected content after the object";
   if (e == simdjson::SUCCESS) m += " at byte " + std::to_string(at - begin_);
   return Err(ErrorCode::kInvalidJson, std::move(m));
+}
+
+ApiStatus JsonBody::Validate() {
+  // A second parser: parser_'s string buffer holds the strings already decoded.
+  const simdjson::padded_string_view view(begin_, size_, capacity_);
+  sj::document doc;
+  sj::object obj;
+  error_code e = validator_.iterate(view).get(doc);
+  if (e == simdjson::SUCCESS) e = doc.get_object().get(obj);
+  if (e == simdjson::SUCCESS) e = WalkObject(obj);
+  if (e == simdjson::SUCCESS) return std::nullopt;
+  return Err(ErrorCode::kInvalidJson,
+             std::string("request body is not valid JSON: ") + simdjson::error_message(e));
 }
 
 ApiStatus ReadDocKey(sj::value v, std::string_view field, DocKey* out) {
@@ -513,6 +581,8 @@ ApiStatus DecodeBulkInsert(JsonBody& body, size_t dim_hint, BulkInsertRequest* o
   });
   if (st) return st;
   if (!has_documents) return MissingField("documents", "bulk_insert request");
+  // The rest of a bad document was skipped, not validated.
+  if (!out->errors.empty()) return body.Validate();
   return std::nullopt;
 }
 

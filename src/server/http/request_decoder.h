@@ -39,13 +39,20 @@ class JsonBody {
   sj::object& object() { return object_; }
   // After the object was read to its end: refuses trailing content.
   ApiStatus Finish();
+  // Checks that the whole body is valid JSON. On-Demand does not validate what it skips: a
+  // decoder that moves past a value it did not read to the end (bulk_insert after a bad
+  // document) calls this so that malformed JSON is still refused.
+  ApiStatus Validate();
 
  private:
   sj::parser parser_;
   sj::document doc_;
   sj::object object_;
+  sj::parser validator_;  // Validate() only: allocates on first use
   std::string empty_object_;  // padded "{}" for empty bodies
   const char* begin_ = nullptr;
+  size_t size_ = 0;
+  size_t capacity_ = 0;
 };
 
 struct InsertRequest {
