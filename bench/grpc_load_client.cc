@@ -67,6 +67,7 @@ class Client {
     kind_ = run_.NextKind(rng_);
     context_.emplace();
     context_->set_deadline(std::chrono::system_clock::now() + kRequestTimeout);
+    if (!run_.spec().api_key.empty()) context_->AddMetadata("x-api-key", run_.spec().api_key);
     t0_ = LoadClock::now();
     switch (kind_) {
       case RequestKind::kSearch:

@@ -56,6 +56,7 @@ class RequestBytes {
  public:
   RequestBytes(const LoadSpec& spec, const HttpEndpoint& endpoint) {
     host_ = endpoint.HostHeader();
+    if (!spec.api_key.empty()) auth_header_ = "x-api-key: " + spec.api_key + "\r\n";
     if (!spec.collection.empty()) {
       collection_field_ = ",\"collection\":";
       AppendJsonString(&collection_field_, spec.collection);
@@ -108,11 +109,12 @@ class RequestBytes {
   void AppendHead(std::string* out, std::string_view path, size_t content_length) const {
     fmt::format_to(std::back_inserter(*out),
                    "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n"
-                   "Content-Length: {}\r\n\r\n",
-                   path, host_, content_length);
+                   "{}Content-Length: {}\r\n\r\n",
+                   path, host_, auth_header_, content_length);
   }
 
   std::string host_;
+  std::string auth_header_;
   std::string collection_field_;
   std::vector<std::string> searches_;
   std::vector<std::string> insert_tails_;

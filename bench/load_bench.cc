@@ -32,6 +32,7 @@ CLI::App* AddLoadCommand(CLI::App* app, LoadBenchConfig* c) {
   cmd->add_option("--first-insert-id", c->first_insert_id, "Insert: first new id (default: id-space + 1)");
   cmd->add_flag("--include-embedding", c->include_embedding, "Query: return the stored vector too");
   cmd->add_option("--pool", c->pool, "Distinct pre-generated request vectors")->check(CLI::Range(1, 1000000));
+  cmd->add_option("--api-key", c->api_key, "Send this key as x-api-key (servers with auth enabled)");
   cmd->add_option("--seed", c->seed, "Seed of the vectors and of the clients' random streams");
   return cmd;
 }
@@ -102,6 +103,7 @@ int RunLoadBench(const LoadBenchConfig& c) {
   spec.warmup_s = c.warmup_s;
   spec.duration_s = c.duration_s;
   spec.collection = c.collection;
+  spec.api_key = c.api_key;
   spec.k = c.k;
   spec.ef = c.ef;
   spec.id_space = c.id_space;

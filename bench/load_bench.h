@@ -27,6 +27,7 @@ struct LoadBenchConfig {
   double warmup_s = 1;
   size_t dim = 768;
   std::string collection;
+  std::string api_key;
   uint32_t k = 10;
   uint32_t ef = 64;
   uint64_t id_space = 100000;

@@ -46,6 +46,7 @@ struct LoadSpec {
   double warmup_s = 1;
   double duration_s = 10;
   std::string collection;  // "" = the server's default collection
+  std::string api_key;     // sent as x-api-key when not empty
   uint32_t k = 10;
   uint32_t ef = 64;
   uint64_t id_space = 100000;       // query ids are drawn from [1, id_space]
