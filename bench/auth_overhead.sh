@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Search over HTTP with and without auth + rate limits, same data, alternating rounds.
-# Usage: bench/auth_overhead.sh   (uses build-dev/bin; edit B= for another build dir)
+# Usage: bench/auth_overhead.sh   (binaries from build/bin; B=dir to use another)
 set -e
 B=${B:-$(cd "$(dirname "$0")/.." && pwd)/build/bin}
 D=/tmp/authbench; rm -rf $D; mkdir -p $D
