@@ -335,11 +335,12 @@ Result<std::vector<SearchHit>> Collection::Impl::SearchUncached(const SearchRequ
     return a.distance < b.distance || (a.distance == b.distance && a.id < b.id);
   });
   std::vector<SearchHit> out;
+  // Only a search that saw a frozen tier can meet an id twice; the others skip the set.
   absl::flat_hash_set<uint64_t> seen;
   std::shared_lock<std::shared_mutex> l(mu_);
   for (const Cand& c : cands) {
     if (out.size() >= k) break;
-    if (!seen.insert(c.id).second) continue;
+    if (frozen_size > 0 && !seen.insert(c.id).second) continue;
     const float score = Score(c.distance);
     if (req.has_min_score && score < req.min_score) break;  // sorted: the rest score lower
     SearchHit hit;
