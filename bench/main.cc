@@ -1,6 +1,7 @@
 // kyrodb_bench: KyroDB's benchmark tool. One subcommand per benchmark; this file only wires
 // the subcommands to their implementations.
 #include <CLI/CLI.hpp>
+#include <absl/synchronization/mutex.h>
 
 #include "ann_bench.h"
 #include "cache_bench.h"
@@ -11,6 +12,8 @@
 #include "storage_bench.h"
 
 int main(int argc, char** argv) {
+  // As kyrodb_server: no Abseil deadlock detection (a lock-graph walk per lock in gRPC clients).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   CLI::App app{"kyrodb_bench: KyroDB benchmarks (results as JSON lines on stdout)"};
   app.require_subcommand(1);
 

@@ -1,5 +1,6 @@
 // kyrodb_server: wiring only. Config -> Service -> HTTP and gRPC servers -> recovery -> wait
 // for a signal -> graceful shutdown (stop accepting, drain in-flight requests, sync the WAL).
+#include <absl/synchronization/mutex.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -35,6 +36,9 @@ bool WritePortFile(const std::string& path, uint16_t http, uint16_t grpc) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Debian's Abseil is built with deadlock detection on: every absl::Mutex lock inside gRPC
+  // then walks a lock graph (GraphCycles), a few % of each RPC's CPU. Off, as in release builds.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   auto launch = kyrodb::server::LoadLaunchOptions(argc, argv);
   if (!launch.ok()) {
     if (launch.status().code() == kyrodb::StatusCode::kFailedPrecondition) {  // --help
