@@ -167,6 +167,10 @@ std::vector<KeySpec> BuildTable() {
              {"always", "data", "never"});
   uint_key("persistence", "wal_flush_interval_ms", "fsync period of the `data` policy.",
            [](ServerConfig& c) -> uint32_t& { return c.persistence.wal_flush_interval_ms; }, 1, 3600000);
+  uint_key("persistence", "group_commit_wait_us",
+           "With fsync_policy always, under concurrent single inserts: how long a group commit may wait for "
+           "the writers of the previous one to come back (at most half the last commit's time; 0: never wait).",
+           [](ServerConfig& c) -> uint32_t& { return c.persistence.group_commit_wait_us; }, 0, 100000);
   uint_key("persistence", "wal_segment_mb", "WAL segment size before rotation, MiB.",
            [](ServerConfig& c) -> uint64_t& { return c.persistence.wal_segment_mb; }, 1, 65536);
   uint_key("persistence", "snapshot_interval_secs", "Snapshot period (daily by default).",

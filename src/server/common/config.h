@@ -51,6 +51,7 @@ struct ServerConfig {
     std::string data_dir = "./data";
     std::string fsync_policy = "data";  // always | data | never
     uint32_t wal_flush_interval_ms = 100;
+    uint32_t group_commit_wait_us = 500;  // fsync_policy always: see InsertBatcher
     uint64_t wal_segment_mb = 64;
     uint32_t snapshot_interval_secs = 86400;
     uint64_t snapshot_every_mutations = 0;

@@ -1,20 +1,39 @@
 #include "server/common/insert_batcher.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace kyrodb::server {
+
+InsertBatcher::InsertBatcher(Service& service, size_t max_batch)
+    : service_(service),
+      max_batch_(max_batch),
+      max_gather_(service.config().persistence.fsync_policy == "always"
+                      ? service.config().persistence.group_commit_wait_us
+                      : 0) {}
 
 void InsertBatcher::Submit(RequestContext ctx, std::string collection, Document doc, Done done) {
   std::vector<Item> batch;
   {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back({std::move(ctx), std::move(collection), std::move(doc), std::move(done)});
-    if (leader_active_) return;  // the leader will take it
+    if (leader_active_) {  // the leader will take it
+      if (gather_target_ > 0 && queue_.size() >= gather_target_) gathered_.notify_one();
+      return;
+    }
     leader_active_ = true;
   }
+  size_t last_size = 0;
+  std::chrono::steady_clock::duration last_time{};
   for (;;) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::unique_lock<std::mutex> lock(mu_);
+      if (last_size > 1 && queue_.size() < last_size && max_gather_.count() > 0) {
+        const auto wait = std::min<std::chrono::steady_clock::duration>(max_gather_, last_time / 2);
+        gather_target_ = last_size;
+        gathered_.wait_for(lock, wait, [&] { return queue_.size() >= last_size; });
+        gather_target_ = 0;
+      }
       if (queue_.empty()) {
         leader_active_ = false;
         return;
@@ -27,7 +46,10 @@ void InsertBatcher::Submit(RequestContext ctx, std::string collection, Document 
         queue_.erase(queue_.begin(), end);
       }
     }
+    const auto t0 = std::chrono::steady_clock::now();
     RunBatch(batch);
+    last_time = std::chrono::steady_clock::now() - t0;
+    last_size = batch.size();
     batch.clear();
   }
 }

@@ -7,9 +7,18 @@
 // in arrival order) until the queue is empty; every other submitter enqueues and returns at once.
 // `done` runs on the leader's thread, once per submitted document.
 //
+// Gathering (fsync_policy always, persistence.group_commit_wait_us > 0): writers acknowledged by
+// one commit send their next insert while the next commit is already under way, so C clients
+// split into two alternating groups of C/2 and every fsync carries half of them. After a commit
+// of n > 1 documents the leader therefore waits until n documents are queued again, or until
+// min(group_commit_wait_us, half the last commit's time) has passed — a short wait that doubles
+// the commit size under load and never happens for a lone writer (as PostgreSQL's commit_delay).
+//
 // Thread-safety: Submit may be called concurrently from any thread.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <functional>
 #include <mutex>
@@ -24,7 +33,7 @@ class InsertBatcher {
  public:
   using Done = std::function<void(const ApiStatus&)>;
 
-  InsertBatcher(Service& service, size_t max_batch) : service_(service), max_batch_(max_batch) {}
+  InsertBatcher(Service& service, size_t max_batch);
 
   void Submit(RequestContext ctx, std::string collection, Document doc, Done done);
 
@@ -39,9 +48,12 @@ class InsertBatcher {
 
   Service& service_;
   const size_t max_batch_;
+  const std::chrono::microseconds max_gather_;  // 0: never wait
   std::mutex mu_;
+  std::condition_variable gathered_;
   std::vector<Item> queue_;  // guarded by mu_
   bool leader_active_ = false;  // guarded by mu_
+  size_t gather_target_ = 0;    // guarded by mu_; > 0 while the leader waits for this many
 };
 
 }  // namespace kyrodb::server
