@@ -40,7 +40,7 @@ Result<HttpEndpoint> ParseHttpEndpoint(std::string_view url) {
 }
 
 Result<HttpReply> HttpCall(const HttpEndpoint& endpoint, std::string_view method, std::string_view target,
-                           std::string_view body, std::chrono::seconds timeout) {
+                           std::string_view body, std::chrono::seconds timeout, std::string_view api_key) {
   const std::string what = std::string(method) + " " + std::string(target) + ": ";
   asio::io_context io;
   beast::error_code ec;
@@ -51,6 +51,7 @@ Result<HttpReply> HttpCall(const HttpEndpoint& endpoint, std::string_view method
   http::request<http::string_body> req(http::string_to_verb(beast::string_view(method.data(), method.size())),
                                        beast::string_view(target.data(), target.size()), 11);
   req.set(http::field::host, endpoint.HostHeader());
+  if (!api_key.empty()) req.set("x-api-key", beast::string_view(api_key.data(), api_key.size()));
   if (!body.empty()) {
     req.set(http::field::content_type, "application/json");
     req.body() = std::string(body);

@@ -28,8 +28,9 @@ struct HttpReply {
 };
 
 // Sends `method target` with a JSON body (none if empty) and returns the reply. Connection and
-// protocol failures (and the timeout) are an IOError; any HTTP status is a reply.
+// protocol failures (and the timeout) are an IOError; any HTTP status is a reply. A non-empty
+// `api_key` is sent as x-api-key.
 Result<HttpReply> HttpCall(const HttpEndpoint& endpoint, std::string_view method, std::string_view target,
-                           std::string_view body, std::chrono::seconds timeout);
+                           std::string_view body, std::chrono::seconds timeout, std::string_view api_key = {});
 
 }  // namespace kyrodb::bench

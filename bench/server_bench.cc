@@ -1,11 +1,13 @@
 #include "server_bench.h"
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -38,6 +40,10 @@ constexpr size_t kQueryPoolFactor = 10;
 constexpr size_t kInsertPool = 1000;
 constexpr double kSearchBar = 0.70;
 constexpr double kInsertBar = 10000;
+// Issue #6: auth + rate-limit checks add at most this much to search p50.
+constexpr double kAuthBarPct = 2.0;
+// API keys in the auth server's keys file.
+constexpr size_t kAuthKeys = 1000;
 // The search ratios compare windows measured one after another: they mean something only if
 // other processes took less than this share of the machine in each of them.
 constexpr double kQuietShare = 0.10;
@@ -69,8 +75,8 @@ struct ScratchDir {
 
 // A counter or gauge from GET /metrics: the value of the series named exactly `series`
 // (name plus labels, as printed); nullopt if absent.
-std::optional<double> Metric(const HttpEndpoint& http, const std::string& series) {
-  auto reply = HttpCall(http, "GET", "/metrics", "", std::chrono::seconds(30));
+std::optional<double> Metric(const HttpEndpoint& http, const std::string& series, const std::string& api_key) {
+  auto reply = HttpCall(http, "GET", "/metrics", "", std::chrono::seconds(30), api_key);
   if (!reply.ok() || reply->status != 200) return std::nullopt;
   const std::string& text = reply->body;
   for (size_t pos = 0; pos < text.size();) {
@@ -88,13 +94,14 @@ std::optional<double> Metric(const HttpEndpoint& http, const std::string& series
 class MetricDelta {
  public:
   using Watched = std::vector<std::pair<std::string, std::string>>;
-  MetricDelta(const HttpEndpoint& http, Watched watched) : http_(http), watched_(std::move(watched)) {
-    for (const auto& w : watched_) before_.push_back(Metric(http_, w.second));
+  MetricDelta(const HttpEndpoint& http, Watched watched, std::string api_key)
+      : http_(http), watched_(std::move(watched)), api_key_(std::move(api_key)) {
+    for (const auto& w : watched_) before_.push_back(Metric(http_, w.second, api_key_));
   }
   // Adds "key": after - before for each series (null if unreadable).
   void AddTo(JsonLine& j) const {
     for (size_t i = 0; i < watched_.size(); ++i) {
-      const auto after = Metric(http_, watched_[i].second);
+      const auto after = Metric(http_, watched_[i].second, api_key_);
       if (before_[i] && after) {
         j.Add(watched_[i].first, *after - *before_[i]);
       } else {
@@ -106,11 +113,12 @@ class MetricDelta {
  private:
   const HttpEndpoint& http_;
   Watched watched_;
+  std::string api_key_;
   std::vector<std::optional<double>> before_;
 };
 
 // Loads base rows [0, n) as ids 1..n over gRPC BulkInsert, `streams` streams in parallel.
-Status BulkLoad(const std::string& target, const FloatMatrix& base, size_t streams) {
+Status BulkLoad(const std::string& target, const FloatMatrix& base, size_t streams, const std::string& api_key) {
   std::vector<Status> results(streams, Status::Ok());
   std::vector<std::thread> pool;
   for (size_t s = 0; s < streams; ++s) {
@@ -119,6 +127,7 @@ Status BulkLoad(const std::string& target, const FloatMatrix& base, size_t strea
       args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
       auto stub = pb::KyroDBService::NewStub(grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
       grpc::ClientContext ctx;
+      if (!api_key.empty()) ctx.AddMetadata("x-api-key", api_key);
       pb::InsertResponse reply;
       auto writer = stub->BulkInsert(&ctx, &reply);
       pb::InsertRequest req;
@@ -225,6 +234,12 @@ Result<InProcessResult> InProcessSearch(const ServerBenchConfig& c, const Cluste
   return r;
 }
 
+// The median of the values that are not NaN (0 if none).
+double FiniteMedian(std::vector<double> v) {
+  v.erase(std::remove_if(v.begin(), v.end(), [](double x) { return std::isnan(x); }), v.end());
+  return v.empty() ? 0.0 : Percentile(std::move(v), 50);
+}
+
 FloatMatrix FirstRows(const FloatMatrix& m, size_t rows) {
   FloatMatrix out;
   out.rows = std::min(rows, m.rows);
@@ -236,24 +251,35 @@ FloatMatrix FirstRows(const FloatMatrix& m, size_t rows) {
 // Runs one load against `server` with its CPU sampled over the same window; returns the
 // throughput (or nullopt if the run could not start) and emits the line.
 struct LoadRunner {
+  LoadRunner(const ServerBenchConfig& config, ServerProcess* s, HttpEndpoint h, std::string target)
+      : c(config), server(s), http(std::move(h)), grpc_target(std::move(target)) {}
+
   const ServerBenchConfig& c;
   ServerProcess* server = nullptr;
   HttpEndpoint http;
   std::string grpc_target;
+  std::string api_key;      // sent with every request when not empty
+  double duration_s = 0;    // measured seconds per run; 0: c.duration_s
   bool errors = false;
   double max_other_share = 0;  // over the search windows: other processes' CPU / machine capacity
+  // Of the last successful Run:
+  double last_p50_us = 0;
+  double last_server_cpu_us = 0;  // per request
 
   std::optional<double> Run(bool over_http, LoadOp op, const FloatMatrix& vectors, uint64_t first_insert_id,
                             const std::string& note, uint64_t* next_insert_id = nullptr) {
     const char* protocol = over_http ? "http" : "grpc";
-    std::fprintf(stderr, "[server] %s %s: %zu clients, %.0f s\n", protocol, LoadOpName(op), c.concurrency, c.duration_s);
+    const double seconds = duration_s > 0 ? duration_s : c.duration_s;
+    std::fprintf(stderr, "[server] %s %s%s: %zu clients, %.0f s\n", protocol, LoadOpName(op),
+                 api_key.empty() ? "" : " (API key)", c.concurrency, seconds);
     LoadSpec spec;
     spec.target = over_http ? "http://" + http.HostHeader() : grpc_target;
     spec.op = op;
     spec.concurrency = c.concurrency;
     spec.client_threads = c.client_threads;
     spec.warmup_s = c.warmup_s;
-    spec.duration_s = c.duration_s;
+    spec.duration_s = seconds;
+    spec.api_key = api_key;
     spec.k = c.k;
     spec.ef = c.ef;
     spec.id_space = c.n;
@@ -283,7 +309,7 @@ struct LoadRunner {
                  {"wal_records", "kyrodb_wal_records_total"},
                  {"hot_tier_flushes", "kyrodb_flushes_total"}};
     }
-    const MetricDelta delta(http, std::move(watched));
+    const MetricDelta delta(http, std::move(watched), api_key);
     auto r = over_http ? RunHttpLoad(spec) : RunGrpcLoad(spec);
     if (!r.ok()) {
       std::fprintf(stderr, "server: %s %s: %s\n", protocol, LoadOpName(op), r.status().ToString().c_str());
@@ -296,6 +322,8 @@ struct LoadRunner {
     if (op == LoadOp::kSearch) max_other_share = std::max(max_other_share, other_share);
     if (next_insert_id) *next_insert_id = r->next_insert_id;
     const double server_cpu = cpu1 - cpu0;
+    last_p50_us = Percentile(r->latency_us, 50);
+    last_server_cpu_us = r->requests ? server_cpu * 1e6 / r->requests : 0.0;
     JsonLine j = LoadLine(protocol, spec, *r);
     j.Add("server_threads", static_cast<uint64_t>(c.server_threads))
         .Add("server_cpu_s", server_cpu)
@@ -332,6 +360,10 @@ CLI::App* AddServerCommand(CLI::App* app, ServerBenchConfig* c) {
                   "Insert server's hot_tier.max_size_mb (large: no flush into HNSW during the run)");
   cmd->add_option("--server-bin", c->server_bin, "kyrodb_server binary (default: next to kyrodb_bench)");
   cmd->add_option("--dir", c->dir, "Parent of the scratch directory (default /tmp)");
+  cmd->add_option("--auth-rounds", c->auth_rounds,
+                  "Search rounds per protocol on each of two servers, without and with auth + rate limits (0: skip)");
+  cmd->add_option("--auth-duration", c->auth_duration_s, "Measured seconds per auth round")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--seed", c->seed, "Generator seed");
   return cmd;
 }
@@ -412,7 +444,7 @@ int RunServerBench(const ServerBenchConfig& c) {
   std::fprintf(stderr, "[server] loading %zu vectors over gRPC BulkInsert\n", c.n);
   double cpu0 = search_server->CpuSeconds();
   auto t0 = Clock::now();
-  if (Status s = BulkLoad(runner.grpc_target, data->base, 2); !s.ok()) {
+  if (Status s = BulkLoad(runner.grpc_target, data->base, 2, ""); !s.ok()) {
     std::fprintf(stderr, "server: %s\n", s.ToString().c_str());
     return 1;
   }
@@ -476,7 +508,131 @@ int RunServerBench(const ServerBenchConfig& c) {
   const std::string query_note = "get-by-id of uniform random ids in [1, " + std::to_string(c.n) + "], no embedding";
   const auto http_query = runner.Run(true, LoadOp::kQuery, insert_vectors, 0, query_note);
   const auto grpc_query = runner.Run(false, LoadOp::kQuery, insert_vectors, 0, query_note);
-  stop(search_server, "search");
+
+  // ---- auth + rate limits: the same data served by two servers, without and with them ----
+  // A snapshot, copied: both servers load the same HNSW graph and do the same search work (two
+  // separately built graphs differ in cost by more than the 2% measured here). They are loaded
+  // at the same time, so that the host's drift (run-to-run swings of ±10% and more on this shared
+  // machine) falls on both.
+  struct Overhead {
+    std::optional<double> p50_pct;  // median p50 with auth over without, minus 1, in %
+  } http_auth, grpc_auth;
+  if (c.auth_rounds == 0) {
+    stop(search_server, "search");
+  } else {
+    const std::string keys_file = scratch.path + "/api_keys.yaml";
+    const std::string search_key = "kyrodb-bench-search-1a2b3c4d5e6f7a8b9c0d1e2f";
+    {
+      // kAuthKeys keys in the store, as a server with many tenants has; the searches use one,
+      // of the tenant that owns the data (auth disabled, everything is tenant `default`'s).
+      std::string yaml = "api_keys:\n";
+      yaml += "  - key: \"" + search_key + "\"\n    tenant_id: default\n";
+      for (size_t i = 1; i < kAuthKeys; ++i) {
+        yaml += fmt::format("  - key: \"kyrodb-bench-other-{:08x}{:08x}\"\n    tenant_id: t{}\n",
+                            static_cast<uint32_t>(i * 2654435761u), i, i);
+      }
+      std::FILE* f = std::fopen(keys_file.c_str(), "w");
+      if (f == nullptr || std::fwrite(yaml.data(), 1, yaml.size(), f) != yaml.size() || std::fclose(f) != 0) {
+        std::fprintf(stderr, "server: cannot write %s\n", keys_file.c_str());
+        return 1;
+      }
+    }
+    auto snap = HttpCall(runner.http, "POST", "/v1/snapshot", "{}", kFlushTimeout);
+    if (!snap.ok() || snap->status != 200) {
+      std::fprintf(stderr, "server: snapshot failed: %s\n",
+                   snap.ok() ? snap->body.c_str() : snap.status().ToString().c_str());
+      return 1;
+    }
+    stop(search_server, "search");
+    {
+      std::error_code ec;
+      fs::create_directories(scratch.path + "/search_auth", ec);
+      fs::copy(scratch.path + "/search/data", scratch.path + "/search_auth/data", fs::copy_options::recursive, ec);
+      if (ec) {
+        std::fprintf(stderr, "server: copying the snapshot: %s\n", ec.message().c_str());
+        return 1;
+      }
+      fs::remove(scratch.path + "/search/ports.json", ec);
+    }
+    const std::vector<std::string> plain_args = {"--set", "hot_tier.max_size_mb=" + std::to_string(load_mb)};
+    std::vector<std::string> auth_args = plain_args;
+    for (const char* a : {"auth.enabled=true", "rate_limit.enabled=true", "rate_limit.max_qps_per_tenant=1000000",
+                          "rate_limit.max_qps_per_connection=1000000", "rate_limit.max_qps_global=10000000"}) {
+      auth_args.insert(auth_args.end(), {"--set", a});
+    }
+    auth_args.insert(auth_args.end(), {"--set", "auth.api_keys_file=" + keys_file});
+    auto plain_server = start("search", plain_args);
+    auto auth_server = start("search_auth", auth_args);
+    if (!plain_server || !auth_server) return 1;
+    LoadRunner sides[2] = {{c, plain_server.get(), {"127.0.0.1", plain_server->http_port()},
+                            "127.0.0.1:" + std::to_string(plain_server->grpc_port())},
+                           {c, auth_server.get(), {"127.0.0.1", auth_server->http_port()},
+                            "127.0.0.1:" + std::to_string(auth_server->grpc_port())}};
+    sides[1].api_key = search_key;
+    for (LoadRunner& r : sides) r.duration_s = c.auth_duration_s;
+    const std::string note_plain = "auth side by side: auth disabled, rate limits off; " + search_note;
+    const std::string note_auth = "auth side by side: auth enabled (" + std::to_string(kAuthKeys) +
+                                  " keys, x-api-key), rate limits on per connection, tenant and global "
+                                  "(set high enough never to refuse); " + search_note;
+    std::vector<double> p50[2][2], qps[2][2], cpu[2][2];  // [protocol: http, grpc][side: no auth, auth]
+    for (size_t round = 0; round < c.auth_rounds; ++round) {
+      for (int protocol = 0; protocol < 2; ++protocol) {
+        // Both sides at once, each with its own load generator: whatever else the machine does
+        // meanwhile falls on both alike.
+        std::optional<double> got[2];
+        std::thread other([&] { got[1] = sides[1].Run(protocol == 0, LoadOp::kSearch, data->queries, 0, note_auth); });
+        got[0] = sides[0].Run(protocol == 0, LoadOp::kSearch, data->queries, 0, note_plain);
+        other.join();
+        for (int side = 0; side < 2; ++side) {
+          qps[protocol][side].push_back(got[side] ? *got[side] : NAN);  // a failed run counts in errors
+          p50[protocol][side].push_back(got[side] ? sides[side].last_p50_us : NAN);
+          cpu[protocol][side].push_back(got[side] ? sides[side].last_server_cpu_us : NAN);
+        }
+      }
+    }
+    runner.errors |= sides[0].errors || sides[1].errors;
+    stop(plain_server, "search (restarted, no auth)");
+    stop(auth_server, "search_auth");
+    for (int protocol = 0; protocol < 2; ++protocol) {
+      JsonLine j;
+      j.Add("bench", "server_auth_overhead")
+          .Add("protocol", protocol == 0 ? "http" : "grpc")
+          .Add("rounds", static_cast<uint64_t>(c.auth_rounds))
+          .Add("seconds_per_run", c.auth_duration_s);
+      // Per round, the two sides ran at the same time: their ratio is what the machine's drift
+      // (other tenants of the host) disturbs least; the median ratio is the figure.
+      std::vector<double> p50_ratio, cpu_ratio;
+      for (size_t i = 0; i < std::min(p50[protocol][0].size(), p50[protocol][1].size()); ++i) {
+        if (std::isnan(p50[protocol][0][i]) || std::isnan(p50[protocol][1][i])) continue;
+        p50_ratio.push_back(p50[protocol][1][i] / p50[protocol][0][i]);
+        cpu_ratio.push_back(cpu[protocol][1][i] / cpu[protocol][0][i]);
+      }
+      std::optional<double> pct;
+      if (!p50_ratio.empty()) {
+        pct = (Percentile(p50_ratio, 50) - 1) * 100;
+        std::string per_round;
+        for (double r : p50_ratio) per_round += fmt::format("{}{:+.2f}", per_round.empty() ? "" : " ", (r - 1) * 100);
+        j.Add("p50_overhead_pct", *pct)
+            .Add("p50_overhead_pct_per_round", per_round)
+            .Add("server_cpu_per_search_overhead_pct", (Percentile(cpu_ratio, 50) - 1) * 100)
+            .Add("p50_us_no_auth", FiniteMedian(p50[protocol][0]))
+            .Add("p50_us_auth", FiniteMedian(p50[protocol][1]))
+            .Add("qps_no_auth", FiniteMedian(qps[protocol][0]))
+            .Add("qps_auth", FiniteMedian(qps[protocol][1]))
+            .Add("server_cpu_us_per_search_no_auth", FiniteMedian(cpu[protocol][0]))
+            .Add("server_cpu_us_per_search_auth", FiniteMedian(cpu[protocol][1]));
+      } else {
+        j.AddNull("p50_overhead_pct");
+      }
+      j.Add("bar_pct", kAuthBarPct)
+          .Add("meets_bar", pct.has_value() && *pct <= kAuthBarPct)
+          .Add("note", "overheads: median over the rounds of (auth / no auth) of two servers loaded at the same "
+                       "time (each with its own 64 connections and client thread), both started from one snapshot "
+                       "copied; the other figures are each side's medians");
+      Emit(j);
+      (protocol == 0 ? http_auth : grpc_auth).p50_pct = pct;
+    }
+  }
 
   // ---- insert server: fsync_policy=always, new ids only ----
   auto insert_server = start("insert", {"--set", "persistence.fsync_policy=always", "--set",
@@ -520,6 +676,9 @@ int RunServerBench(const ServerBenchConfig& c) {
            .Add("insert_bar_per_s", kInsertBar)
            .Add("http_insert_meets_bar", http_insert.value_or(0) >= kInsertBar)
            .Add("grpc_insert_meets_bar", grpc_insert.value_or(0) >= kInsertBar)
+           .Add("http_auth_p50_overhead_pct", http_auth.p50_pct)
+           .Add("grpc_auth_p50_overhead_pct", grpc_auth.p50_pct)
+           .Add("auth_bar_pct", kAuthBarPct)
            .Add("max_other_processes_cpu_share", runner.max_other_share)
            .Add("search_ratios_trustworthy", runner.max_other_share < kQuietShare)
            .Add("request_errors", runner.errors)

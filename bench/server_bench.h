@@ -3,7 +3,9 @@
 // clustered vectors over gRPC BulkInsert, flushes them into HNSW, and measures:
 //   the in-process engine's search QPS on the same data and queries (the reference),
 //   search QPS over HTTP and over gRPC, point-query QPS over both,
-//   and, on a second server with fsync_policy=always, the insert rate over both;
+//   search p50 and QPS with auth + all rate limits on (a second search server, same data)
+//   against the first, in alternating rounds (issue #6's overhead bar),
+//   and, on a server with fsync_policy=always, the insert rate over both;
 // then a summary line with the ratios to the reference and to the 10,000 inserts/s bar.
 // Every line carries the client's and the server's CPU seconds over its window (they share
 // the machine's cores). JSON lines on stdout, progress on stderr.
@@ -33,6 +35,8 @@ struct ServerBenchConfig {
   uint64_t insert_hot_tier_mb = 4096;  // second server: hot tier big enough that no flush runs
   std::string server_bin;  // default: kyrodb_server next to kyrodb_bench
   std::string dir;         // parent of the scratch directory; empty: /tmp
+  size_t auth_rounds = 6;      // per protocol and side; 0: no auth comparison
+  double auth_duration_s = 4;  // measured seconds per auth round
   uint64_t seed = 1;
 };
 
