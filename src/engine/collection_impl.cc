@@ -401,7 +401,7 @@ void Collection::Impl::Apply(const storage::WalRecord& r) {
         hot_bytes_.fetch_sub(it->second.doc->Bytes());
       }
       hot_bytes_.fetch_add(doc->Bytes());
-      live_[id] = HotEntry{std::move(doc), it != live_.end() ? it->second.born_ms : now};
+      PutLiveLocked(id, HotEntry{std::move(doc), it != live_.end() ? it->second.born_ms : now});
       drop_cold();
       break;
     }
@@ -419,9 +419,10 @@ void Collection::Impl::Apply(const storage::WalRecord& r) {
       if (it != live_.end()) {
         if (it->second.doc != nullptr) hot_bytes_.fetch_sub(it->second.doc->Bytes());
         live_.erase(it);
+        LiveShrankLocked();
       }
       // A tombstone is needed only to hide a version that is being flushed.
-      if (frozen_ != nullptr && frozen_->contains(id)) live_[id] = HotEntry{nullptr, now};
+      if (frozen_ != nullptr && frozen_->contains(id)) PutLiveLocked(id, HotEntry{nullptr, now});
       drop_cold();
       break;
     }
@@ -443,7 +444,7 @@ void Collection::Impl::Apply(const storage::WalRecord& r) {
         auto it = live_.find(id);
         if (it != live_.end() && it->second.doc != nullptr) hot_bytes_.fetch_sub(it->second.doc->Bytes());
         hot_bytes_.fetch_add(doc->Bytes());
-        live_[id] = HotEntry{std::move(doc), it != live_.end() ? it->second.born_ms : now};
+        PutLiveLocked(id, HotEntry{std::move(doc), it != live_.end() ? it->second.born_ms : now});
       } else if (!tomb) {
         auto cm = cold_meta_.find(id);
         if (cm != cold_meta_.end()) apply(&cm->second.metadata);
@@ -468,6 +469,7 @@ Result<FlushResult> Collection::Impl::Flush() {
     if (live_.empty()) return FlushResult{};
     frozen_ = std::make_shared<const HotMap>(std::move(live_));
     live_.clear();
+    LiveShrankLocked();
     hot_bytes_.store(0);
     frozen = frozen_;
   }
@@ -502,6 +504,7 @@ Result<FlushResult> Collection::Impl::Flush() {
     for (auto it = live_.begin(); it != live_.end();) {
       if (it->second.doc == nullptr) it = live_.erase(it); else ++it;
     }
+    LiveShrankLocked();
     frozen_.reset();
     generation_.fetch_add(1, std::memory_order_acq_rel);
   }
@@ -516,15 +519,6 @@ Result<FlushResult> Collection::Impl::Flush() {
 void Collection::Impl::MaintainColdTier() {
   index::HnswStats st = cold_->Stats();
   if (st.deleted >= 64 && st.deleted * 10 >= st.slots) cold_->Consolidate();
-}
-
-int64_t Collection::Impl::oldest_hot_ms() const {
-  std::shared_lock<std::shared_mutex> l(mu_);
-  int64_t oldest = 0;
-  for (const auto& [id, e] : live_) {
-    if (oldest == 0 || e.born_ms < oldest) oldest = e.born_ms;
-  }
-  return oldest;
 }
 
 CollectionStats Collection::Impl::Stats() const {
@@ -678,7 +672,7 @@ Result<std::shared_ptr<Collection::Impl>> Collection::Impl::LoadFrom(
     if (!d->external.empty()) impl->ext_to_id_[d->external] = d->id;
     impl->hot_bytes_.fetch_add(d->Bytes());
     const uint64_t id = d->id;
-    impl->live_[id] = HotEntry{std::move(d), now};
+    impl->PutLiveLocked(id, HotEntry{std::move(d), now});
   }
   if (!coding::GetFixed64(&in, &n)) return bad();
   for (uint64_t i = 0; i < n; ++i) {

@@ -90,7 +90,10 @@ class Collection::Impl {
 
   // Background policy inputs.
   uint64_t hot_bytes() const { return hot_bytes_.load(std::memory_order_relaxed); }
-  int64_t oldest_hot_ms() const;  // 0 when the hot tier is empty
+  // 0 when the hot tier is empty. O(1): the oldest born_ms of the entries that entered it since
+  // it was last empty — older than the truth if that entry was deleted since (the age flush then
+  // comes early, never late).
+  int64_t oldest_hot_ms() const { return hot_since_ms_.load(std::memory_order_relaxed); }
 
  private:
   struct HotEntry {
@@ -98,6 +101,16 @@ class Collection::Impl {
     int64_t born_ms = 0;
   };
   using HotMap = absl::btree_map<uint64_t, HotEntry>;
+  // Every write into live_ goes through here (mu_ held exclusively): keeps hot_since_ms_.
+  void PutLiveLocked(uint64_t id, HotEntry entry) {
+    const int64_t since = hot_since_ms_.load(std::memory_order_relaxed);
+    if (since == 0 || entry.born_ms < since) hot_since_ms_.store(entry.born_ms, std::memory_order_relaxed);
+    live_[id] = std::move(entry);
+  }
+  // After removals from live_ (mu_ held exclusively).
+  void LiveShrankLocked() {
+    if (live_.empty()) hot_since_ms_.store(0, std::memory_order_relaxed);
+  }
   struct ColdMeta {
     std::string external;
     Metadata metadata;
@@ -141,6 +154,7 @@ class Collection::Impl {
   std::atomic<uint64_t> generation_{0};
   mutable SearchCache search_cache_{1024};
   std::atomic<uint64_t> hot_bytes_{0};
+  std::atomic<int64_t> hot_since_ms_{0};  // see oldest_hot_ms(); written under mu_
   std::atomic<uint64_t> live_docs_{0};  // live documents over both tiers (maintained by Apply)
   std::atomic<uint64_t> flushes_{0};
 };
