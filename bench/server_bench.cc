@@ -504,7 +504,9 @@ int RunServerBench(const ServerBenchConfig& c) {
   const std::string search_note = "queries cycle in order through " + std::to_string(data->queries.rows) +
                                   " distinct vectors (server result cache: 1,024-entry LRU; its hits are reported)";
   const auto http_search = runner.Run(true, LoadOp::kSearch, data->queries, 0, search_note);
+  const double http_search_cpu_us = http_search ? runner.last_server_cpu_us : 0.0;
   const auto grpc_search = runner.Run(false, LoadOp::kSearch, data->queries, 0, search_note);
+  const double grpc_search_cpu_us = grpc_search ? runner.last_server_cpu_us : 0.0;
   const std::string query_note = "get-by-id of uniform random ids in [1, " + std::to_string(c.n) + "], no embedding";
   const auto http_query = runner.Run(true, LoadOp::kQuery, insert_vectors, 0, query_note);
   const auto grpc_query = runner.Run(false, LoadOp::kQuery, insert_vectors, 0, query_note);
@@ -669,6 +671,15 @@ int RunServerBench(const ServerBenchConfig& c) {
            .Add("search_bar", kSearchBar)
            .Add("http_search_meets_bar", http_ratio.value_or(0) >= kSearchBar)
            .Add("grpc_search_meets_bar", grpc_ratio.value_or(0) >= kSearchBar)
+           // Without the client's share of the cores: what the server keeps of the engine's
+           // per-core search throughput (in-process CPU per search / server CPU per search).
+           .Add("inprocess_cpu_us_per_search", inproc->searches ? inproc->cpu_s * 1e6 / inproc->searches : 0.0)
+           .Add("http_server_cpu_us_per_search", http_search_cpu_us)
+           .Add("grpc_server_cpu_us_per_search", grpc_search_cpu_us)
+           .Add("http_server_cpu_efficiency",
+                http_search_cpu_us > 0 && inproc->searches ? inproc->cpu_s * 1e6 / inproc->searches / http_search_cpu_us : 0.0)
+           .Add("grpc_server_cpu_efficiency",
+                grpc_search_cpu_us > 0 && inproc->searches ? inproc->cpu_s * 1e6 / inproc->searches / grpc_search_cpu_us : 0.0)
            .Add("http_query_qps", http_query)
            .Add("grpc_query_qps", grpc_query)
            .Add("http_insert_per_s", http_insert)

@@ -591,6 +591,36 @@ TEST_F(GrpcSecurityTest, EachConnectionHasItsOwnBucket) {
   EXPECT_LE(other_served, 20 + static_cast<int>(std::ceil(SecondsSince(t1))));
 }
 
+// Calls with a wrong key are charged to the connection too: a client guessing keys gets its
+// burst of UNAUTHENTICATED answers (plus what refilled meanwhile), then RESOURCE_EXHAUSTED.
+TEST_F(GrpcSecurityTest, CallsWithAWrongKeyAreRateLimitedToo) {
+  ServerConfig c = BaseConfig();
+  c.rate_limit.enabled = true;
+  c.rate_limit.max_qps_per_connection = 1;
+  c.rate_limit.burst = 5;
+  StartServer(c);
+  const auto t0 = std::chrono::steady_clock::now();
+  int unauthenticated = 0, exhausted = 0;
+  for (int i = 0; i < 20; ++i) {
+    ::grpc::ClientContext ctx;
+    SetKey(&ctx, Header::kXApiKey, "not-a-key-0123456789");
+    pb::QueryRequest req;
+    req.set_doc_id(1);
+    pb::QueryResponse resp;
+    const ::grpc::Status st = stub_->Query(&ctx, req, &resp);
+    if (st.error_code() == ::grpc::StatusCode::UNAUTHENTICATED) {
+      ++unauthenticated;
+    } else {
+      EXPECT_EQ(st.error_code(), ::grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+      EXPECT_THAT(st.error_message(), HasSubstr("rate limit"));
+      ++exhausted;
+    }
+  }
+  EXPECT_GE(unauthenticated, 5);
+  EXPECT_LE(unauthenticated, 5 + static_cast<int>(std::ceil(SecondsSince(t0))));
+  EXPECT_EQ(unauthenticated + exhausted, 20);
+}
+
 // The tenant's max_qps (from its key) holds across connections: two connections together at
 // twice the tenant's burst get about half served.
 TEST_F(GrpcSecurityTest, TenantRateLimitHoldsAcrossConnections) {

@@ -1307,6 +1307,38 @@ TEST_F(HttpAuthTest, TenantsNeverSeeEachOthersDocuments) {
   EXPECT_EQ(c.Send(bhttp::verb::get, "/v1/collections/secret", "", "", Key(kBobKey)).status, 404u);
 }
 
+// Requests with a wrong key are charged to the connection's rate limit too: guessing keys is
+// throttled like any other traffic.
+class HttpAuthLimitsTest : public HttpAuthTest {
+ protected:
+  void Tune(ServerConfig& c) override {
+    HttpAuthTest::Tune(c);
+    c.rate_limit.enabled = true;
+    c.rate_limit.max_qps_per_connection = 1;
+    c.rate_limit.burst = 1;
+  }
+};
+
+TEST_F(HttpAuthLimitsTest, RequestsWithAWrongKeyAreRateLimitedToo) {
+  Client bad = Connect();
+  EXPECT_EQ(bad.Send(bhttp::verb::get, "/v1/collections", "", "", Key("wrong-key-0123456789")).status, 401u);
+  int limited = 0;
+  for (int i = 0; i < 5; ++i) {
+    Reply r = bad.Send(bhttp::verb::get, "/v1/collections", "", "", Key("wrong-key-0123456789"));
+    if (r.status == 429u) {
+      ++limited;
+      EXPECT_EQ(ErrorCodeOf(r), "RESOURCE_EXHAUSTED");
+      EXPECT_GE(std::atoi(r.retry_after.c_str()), 1) << r.retry_after;
+    } else {
+      EXPECT_EQ(r.status, 401u) << r.body;
+    }
+  }
+  EXPECT_GE(limited, 1);
+  // A valid key on its own connection is served.
+  Client good = Connect();
+  EXPECT_EQ(good.Send(bhttp::verb::get, "/v1/collections", "", "", Key(kAliceKey)).status, 200u);
+}
+
 class HttpLimitsTest : public HttpServerTest {
  protected:
   void Tune(ServerConfig& c) override {

@@ -58,7 +58,7 @@ std::vector<KeySpec> BuildTable() {
                    return Status::Ok();
                  },
                  [field](const ServerConfig& c) {
-                   return std::to_string(field(const_cast<ServerConfig&>(c)));
+                   return std::to_string(field(c));
                  }});
   };
   auto double_key = [&t](std::string section, std::string key, std::string comment, auto field) {
@@ -74,7 +74,7 @@ std::vector<KeySpec> BuildTable() {
                    field(c) = x;
                    return Status::Ok();
                  },
-                 [field](const ServerConfig& c) { return fmt::format("{}", field(const_cast<ServerConfig&>(c))); }});
+                 [field](const ServerConfig& c) { return fmt::format("{}", field(c)); }});
   };
   auto bool_key = [&t](std::string section, std::string key, std::string comment, auto field) {
     const std::string name = section + "." + key;
@@ -90,7 +90,7 @@ std::vector<KeySpec> BuildTable() {
                    return Status::Ok();
                  },
                  [field](const ServerConfig& c) {
-                   return std::string(field(const_cast<ServerConfig&>(c)) ? "true" : "false");
+                   return std::string(field(c) ? "true" : "false");
                  }});
   };
   // `choices` empty: any string.
@@ -108,118 +108,118 @@ std::vector<KeySpec> BuildTable() {
                    return Status::Ok();
                  },
                  [field](const ServerConfig& c) {
-                   const std::string& v = field(const_cast<ServerConfig&>(c));
+                   const std::string& v = field(c);
                    return "\"" + v + "\"";
                  }});
   };
   constexpr uint64_t kU32 = 0xffffffffull;
   // server
   string_key("server", "bind", "Address both servers listen on. Non-loopback addresses expose the API.",
-             [](ServerConfig& c) -> std::string& { return c.server.bind; }, {});
+             [](auto& c) -> auto& { return c.server.bind; }, {});
   uint_key("server", "http_port", "HTTP/JSON port (0: any free port).",
-           [](ServerConfig& c) -> uint32_t& { return c.server.http_port; }, 0, 65535);
+           [](auto& c) -> auto& { return c.server.http_port; }, 0, 65535);
   uint_key("server", "grpc_port", "gRPC port (0: any free port).",
-           [](ServerConfig& c) -> uint32_t& { return c.server.grpc_port; }, 0, 65535);
+           [](auto& c) -> auto& { return c.server.grpc_port; }, 0, 65535);
   uint_key("server", "http_threads", "Threads serving HTTP.",
-           [](ServerConfig& c) -> uint32_t& { return c.server.http_threads; }, 1, 256);
+           [](auto& c) -> auto& { return c.server.http_threads; }, 1, 256);
   uint_key("server", "grpc_threads", "Threads serving gRPC (callback API executor threads).",
-           [](ServerConfig& c) -> uint32_t& { return c.server.grpc_threads; }, 1, 256);
+           [](auto& c) -> auto& { return c.server.grpc_threads; }, 1, 256);
   uint_key("server", "max_body_mb", "Largest request body (HTTP) or message (gRPC), MiB.",
-           [](ServerConfig& c) -> uint64_t& { return c.server.max_body_mb; }, 1, 4096);
+           [](auto& c) -> auto& { return c.server.max_body_mb; }, 1, 4096);
   uint_key("server", "shutdown_timeout_secs", "On SIGTERM/SIGINT, in-flight requests get this long.",
-           [](ServerConfig& c) -> uint32_t& { return c.server.shutdown_timeout_secs; }, 0, 3600);
+           [](auto& c) -> auto& { return c.server.shutdown_timeout_secs; }, 0, 3600);
   bool_key("server", "request_log", "Log one line per request (off by default).",
-           [](ServerConfig& c) -> bool& { return c.server.request_log; });
+           [](auto& c) -> auto& { return c.server.request_log; });
   string_key("server", "log_level", "trace, debug, info, warn, error.",
-             [](ServerConfig& c) -> std::string& { return c.server.log_level; },
+             [](auto& c) -> auto& { return c.server.log_level; },
              {"trace", "debug", "info", "warn", "error", "critical", "off"});
   // cache
   string_key("cache", "strategy", "L1 cache by id: learned (hotness model, LRU fallback) or lru.",
-             [](ServerConfig& c) -> std::string& { return c.cache.strategy; }, {"learned", "lru"});
+             [](auto& c) -> auto& { return c.cache.strategy; }, {"learned", "lru"});
   uint_key("cache", "max_size_mb", "Memory of the L1 cache, per collection, MiB.",
-           [](ServerConfig& c) -> uint64_t& { return c.cache.max_size_mb; }, 0, 1ull << 20);
+           [](auto& c) -> auto& { return c.cache.max_size_mb; }, 0, 1ull << 20);
   uint_key("cache", "training_interval_secs", "How often the hotness model is retrained.",
-           [](ServerConfig& c) -> uint32_t& { return c.cache.training_interval_secs; }, 1, kU32 / 1000);
+           [](auto& c) -> auto& { return c.cache.training_interval_secs; }, 1, kU32 / 1000);
   // hot_tier
   uint_key("hot_tier", "flush_interval_secs", "Flush the hot tier into HNSW when its oldest write is this old.",
-           [](ServerConfig& c) -> uint32_t& { return c.hot_tier.flush_interval_secs; }, 1, kU32 / 1000);
+           [](auto& c) -> auto& { return c.hot_tier.flush_interval_secs; }, 1, kU32 / 1000);
   uint_key("hot_tier", "max_size_mb", "... or when it holds this many MiB.",
-           [](ServerConfig& c) -> uint64_t& { return c.hot_tier.max_size_mb; }, 1, 1ull << 20);
+           [](auto& c) -> auto& { return c.hot_tier.max_size_mb; }, 1, 1ull << 20);
   // hnsw
   uint_key("hnsw", "dimension", "Dimension of the `default` collection (created at first start).",
-           [](ServerConfig& c) -> uint32_t& { return c.hnsw.dimension; }, 1, 4096);
+           [](auto& c) -> auto& { return c.hnsw.dimension; }, 1, 4096);
   string_key("hnsw", "distance", "Metric of the `default` collection: cosine, l2 or inner_product.",
-             [](ServerConfig& c) -> std::string& { return c.hnsw.distance; },
+             [](auto& c) -> auto& { return c.hnsw.distance; },
              {"cosine", "l2", "euclidean", "inner_product", "innerproduct", "ip"});
-  uint_key("hnsw", "m", "Links per node (M).", [](ServerConfig& c) -> uint32_t& { return c.hnsw.m; }, 2, 128);
+  uint_key("hnsw", "m", "Links per node (M).", [](auto& c) -> auto& { return c.hnsw.m; }, 2, 128);
   uint_key("hnsw", "ef_construction", "Candidate list size while building.",
-           [](ServerConfig& c) -> uint32_t& { return c.hnsw.ef_construction; }, 1, 10000);
+           [](auto& c) -> auto& { return c.hnsw.ef_construction; }, 1, 10000);
   uint_key("hnsw", "ef_search", "Default candidate list size while searching.",
-           [](ServerConfig& c) -> uint32_t& { return c.hnsw.ef_search; }, 1, 10000);
+           [](auto& c) -> auto& { return c.hnsw.ef_search; }, 1, 10000);
   uint_key("hnsw", "max_elements", "Capacity of each collection's index (reserved address space, not memory).",
-           [](ServerConfig& c) -> uint64_t& { return c.hnsw.max_elements; }, 1024, 1ull << 31);
+           [](auto& c) -> auto& { return c.hnsw.max_elements; }, 1024, 1ull << 31);
   // persistence
   string_key("persistence", "data_dir", "Where the WAL, snapshots and MANIFEST live.",
-             [](ServerConfig& c) -> std::string& { return c.persistence.data_dir; }, {});
+             [](auto& c) -> auto& { return c.persistence.data_dir; }, {});
   string_key("persistence", "fsync_policy",
              "always: acknowledged = fsynced (group commit); data: fsync every wal_flush_interval_ms; never.",
-             [](ServerConfig& c) -> std::string& { return c.persistence.fsync_policy; },
+             [](auto& c) -> auto& { return c.persistence.fsync_policy; },
              {"always", "data", "never"});
   uint_key("persistence", "wal_flush_interval_ms", "fsync period of the `data` policy.",
-           [](ServerConfig& c) -> uint32_t& { return c.persistence.wal_flush_interval_ms; }, 1, 3600000);
+           [](auto& c) -> auto& { return c.persistence.wal_flush_interval_ms; }, 1, 3600000);
   uint_key("persistence", "group_commit_wait_us",
            "With fsync_policy always, under concurrent single inserts: how long a group commit may wait for "
            "the writers of the previous one to come back (at most half the last commit's time; 0: never wait).",
-           [](ServerConfig& c) -> uint32_t& { return c.persistence.group_commit_wait_us; }, 0, 100000);
+           [](auto& c) -> auto& { return c.persistence.group_commit_wait_us; }, 0, 100000);
   uint_key("persistence", "wal_segment_mb", "WAL segment size before rotation, MiB.",
-           [](ServerConfig& c) -> uint64_t& { return c.persistence.wal_segment_mb; }, 1, 65536);
+           [](auto& c) -> auto& { return c.persistence.wal_segment_mb; }, 1, 65536);
   uint_key("persistence", "snapshot_interval_secs", "Snapshot period (daily by default).",
-           [](ServerConfig& c) -> uint32_t& { return c.persistence.snapshot_interval_secs; }, 1, kU32 / 1000);
+           [](auto& c) -> auto& { return c.persistence.snapshot_interval_secs; }, 1, kU32 / 1000);
   uint_key("persistence", "snapshot_every_mutations", "Also snapshot after this many writes (0: off).",
-           [](ServerConfig& c) -> uint64_t& { return c.persistence.snapshot_every_mutations; }, 0, ~0ull);
+           [](auto& c) -> auto& { return c.persistence.snapshot_every_mutations; }, 0, ~0ull);
   string_key("persistence", "recovery_mode",
              "strict: refuse to start on corruption; best_effort: keep what is intact, report the rest.",
-             [](ServerConfig& c) -> std::string& { return c.persistence.recovery_mode; },
+             [](auto& c) -> auto& { return c.persistence.recovery_mode; },
              {"strict", "best_effort"});
   // limits
   uint_key("limits", "max_connections", "Open connections per server; more are refused.",
-           [](ServerConfig& c) -> uint32_t& { return c.limits.max_connections; }, 1, 1000000);
+           [](auto& c) -> auto& { return c.limits.max_connections; }, 1, 1000000);
   uint_key("limits", "max_header_kb", "Largest HTTP request line + headers, KiB (431 beyond).",
-           [](ServerConfig& c) -> uint32_t& { return c.limits.max_header_kb; }, 1, 1024);
+           [](auto& c) -> auto& { return c.limits.max_header_kb; }, 1, 1024);
   uint_key("limits", "idle_timeout_secs", "Close a keep-alive connection idle this long.",
-           [](ServerConfig& c) -> uint32_t& { return c.limits.idle_timeout_secs; }, 1, 86400);
+           [](auto& c) -> auto& { return c.limits.idle_timeout_secs; }, 1, 86400);
   uint_key("limits", "read_timeout_secs", "A started request must arrive whole within this (slow clients are cut off).",
-           [](ServerConfig& c) -> uint32_t& { return c.limits.read_timeout_secs; }, 1, 3600);
+           [](auto& c) -> auto& { return c.limits.read_timeout_secs; }, 1, 3600);
   uint_key("limits", "max_concurrent_searches", "Searches running at once (0: twice the hardware threads).",
-           [](ServerConfig& c) -> uint32_t& { return c.limits.max_concurrent_searches; }, 0, 100000);
+           [](auto& c) -> auto& { return c.limits.max_concurrent_searches; }, 0, 100000);
   uint_key("limits", "search_queue", "Searches allowed to wait for a slot; beyond, 'overloaded' (429).",
-           [](ServerConfig& c) -> uint32_t& { return c.limits.search_queue; }, 0, 1000000);
+           [](auto& c) -> auto& { return c.limits.search_queue; }, 0, 1000000);
   uint_key("limits", "search_queue_timeout_ms", "Longest wait for a search slot before 'overloaded'.",
-           [](ServerConfig& c) -> uint32_t& { return c.limits.search_queue_timeout_ms; }, 1, 600000);
+           [](auto& c) -> auto& { return c.limits.search_queue_timeout_ms; }, 1, 600000);
   uint_key("limits", "max_k", "Largest k a search may ask for (at most 1000).",
-           [](ServerConfig& c) -> uint32_t& { return c.limits.max_k; }, 1, 1000);
+           [](auto& c) -> auto& { return c.limits.max_k; }, 1, 1000);
   uint_key("limits", "max_ef_search", "Largest ef_search a search may ask for (at most 10000).",
-           [](ServerConfig& c) -> uint32_t& { return c.limits.max_ef_search; }, 1, 10000);
+           [](auto& c) -> auto& { return c.limits.max_ef_search; }, 1, 10000);
   // auth, tls, rate_limit
   bool_key("auth", "enabled", "Require an API key (x-api-key or Authorization: Bearer).",
-           [](ServerConfig& c) -> bool& { return c.auth.enabled; });
+           [](auto& c) -> auto& { return c.auth.enabled; });
   string_key("auth", "api_keys_file", "YAML list of keys (key, tenant_id, is_admin, ...).",
-             [](ServerConfig& c) -> std::string& { return c.auth.api_keys_file; }, {});
-  bool_key("tls", "enabled", "Serve HTTP and gRPC over TLS.", [](ServerConfig& c) -> bool& { return c.tls.enabled; });
-  string_key("tls", "cert_file", "PEM certificate chain.", [](ServerConfig& c) -> std::string& { return c.tls.cert_file; }, {});
-  string_key("tls", "key_file", "PEM private key.", [](ServerConfig& c) -> std::string& { return c.tls.key_file; }, {});
+             [](auto& c) -> auto& { return c.auth.api_keys_file; }, {});
+  bool_key("tls", "enabled", "Serve HTTP and gRPC over TLS.", [](auto& c) -> auto& { return c.tls.enabled; });
+  string_key("tls", "cert_file", "PEM certificate chain.", [](auto& c) -> auto& { return c.tls.cert_file; }, {});
+  string_key("tls", "key_file", "PEM private key.", [](auto& c) -> auto& { return c.tls.key_file; }, {});
   string_key("tls", "ca_file", "PEM CA bundle: if set, clients must present a certificate it signed.",
-             [](ServerConfig& c) -> std::string& { return c.tls.ca_file; }, {});
+             [](auto& c) -> auto& { return c.tls.ca_file; }, {});
   bool_key("rate_limit", "enabled", "Token-bucket rate limits.",
-           [](ServerConfig& c) -> bool& { return c.rate_limit.enabled; });
+           [](auto& c) -> auto& { return c.rate_limit.enabled; });
   double_key("rate_limit", "max_qps_per_tenant", "Per tenant, unless its key sets max_qps (0: unlimited).",
-             [](ServerConfig& c) -> double& { return c.rate_limit.max_qps_per_tenant; });
+             [](auto& c) -> auto& { return c.rate_limit.max_qps_per_tenant; });
   double_key("rate_limit", "max_qps_per_connection", "Per connection (0: unlimited).",
-             [](ServerConfig& c) -> double& { return c.rate_limit.max_qps_per_connection; });
+             [](auto& c) -> auto& { return c.rate_limit.max_qps_per_connection; });
   double_key("rate_limit", "max_qps_global", "Whole server (0: unlimited).",
-             [](ServerConfig& c) -> double& { return c.rate_limit.max_qps_global; });
+             [](auto& c) -> auto& { return c.rate_limit.max_qps_global; });
   double_key("rate_limit", "burst", "Bucket capacity, requests (0: one second's worth).",
-             [](ServerConfig& c) -> double& { return c.rate_limit.burst; });
+             [](auto& c) -> auto& { return c.rate_limit.burst; });
   return t;
 }
 

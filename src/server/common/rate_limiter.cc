@@ -71,4 +71,16 @@ bool RateLimiter::Allow(TokenBucket* connection, const std::string& tenant, doub
   return ok;
 }
 
+bool RateLimiter::AllowUnauthenticated(TokenBucket* connection, int* retry_after_secs) {
+  if (!opt_.enabled) return true;
+  const int64_t now = NowNs();
+  int64_t wait = 0;
+  bool ok = connection == nullptr || connection->TryAcquire(now, &wait);
+  if (ok) ok = global_.TryAcquire(now, &wait);
+  if (!ok && retry_after_secs != nullptr) {
+    *retry_after_secs = std::max(1, static_cast<int>(std::ceil(static_cast<double>(wait) / 1e9)));
+  }
+  return ok;
+}
+
 }  // namespace kyrodb::server

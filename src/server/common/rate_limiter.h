@@ -52,6 +52,9 @@ class RateLimiter {
   // default) and the global one. False when any refuses; *retry_after_secs is then >= 1.
   bool Allow(TokenBucket* connection, const std::string& tenant, double tenant_qps,
              int* retry_after_secs);
+  // A request without a valid key: the connection's and the global buckets (no tenant to
+  // charge), so that guessing keys is throttled like any other traffic.
+  bool AllowUnauthenticated(TokenBucket* connection, int* retry_after_secs);
 
   static int64_t NowNs();
 

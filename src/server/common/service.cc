@@ -109,6 +109,14 @@ ApiStatus Service::Admit(const RequestContext& ctx, TokenBucket* connection, int
                   fmt::format("rate limit exceeded; retry after {} s", retry)};
 }
 
+ApiStatus Service::AdmitUnauthenticated(TokenBucket* connection, int* retry_after_secs) {
+  int retry = 1;
+  if (limiter_.AllowUnauthenticated(connection, &retry)) return std::nullopt;
+  if (retry_after_secs != nullptr) *retry_after_secs = retry;
+  return ApiError{ErrorCode::kResourceExhausted,
+                  fmt::format("rate limit exceeded; retry after {} s", retry)};
+}
+
 Status Service::Recover() {
   const auto t0 = std::chrono::steady_clock::now();
   auto db = Database::Open(config_.ToDatabaseOptions());

@@ -130,6 +130,9 @@ class Service {
   // Token buckets: the connection's (may be null), the tenant's, the global one.
   // RESOURCE_EXHAUSTED with *retry_after_secs set when over a limit.
   ApiStatus Admit(const RequestContext& ctx, TokenBucket* connection, int* retry_after_secs);
+  // For a request Authenticate refused: RESOURCE_EXHAUSTED when its connection or the server is
+  // over its rate limit (the caller answers that instead of UNAUTHENTICATED), else nullopt.
+  ApiStatus AdmitUnauthenticated(TokenBucket* connection, int* retry_after_secs);
   RateLimiter& rate_limiter() { return limiter_; }
 
   // --- validation shared by both transports (also used by the decoders) ---

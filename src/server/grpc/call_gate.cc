@@ -42,9 +42,13 @@ ApiResult<CallGate::Pass> CallGate::Enter(const ::grpc::CallbackServerContext& c
                           : std::string_view(it->second.data(), it->second.size());
   };
   auto rc = service_.Authenticate(value("x-api-key"), value("authorization"));
-  if (!rc.ok()) return rc.error();
   std::shared_ptr<TokenBucket> connection;
   if (peers_.limited()) connection = peers_.Get(ctx.peer(), RateLimiter::NowNs());
+  if (!rc.ok()) {
+    // Refused calls count against the connection's and the global rate limits too.
+    if (ApiStatus e = service_.AdmitUnauthenticated(connection.get(), nullptr)) return *e;
+    return rc.error();
+  }
   Pass pass(std::move(*rc), std::move(connection), nullptr);
   if (charge) {
     if (ApiStatus e = Admit(pass)) return *e;

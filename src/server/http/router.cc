@@ -138,12 +138,18 @@ Endpoint Dispatch(HandlerContext& hc, HttpRequest& req, HttpResponse& resp,
     if (Expect(req, verb::get, "GET", resp)) HandleReady(hc, resp);
     return Endpoint::kHealth;
   }
+  int retry_after_secs = 0;
   auto caller = hc.service.Authenticate(req.api_key, req.authorization);
   if (!caller.ok()) {
+    // Refused requests count against the connection's and the global rate limits too.
+    if (ApiStatus e = hc.service.AdmitUnauthenticated(connection_bucket, &retry_after_secs)) {
+      WriteError(*e, resp);
+      resp.retry_after = std::max(1, retry_after_secs);
+      return Endpoint::kOther;
+    }
     WriteError(caller.error(), resp);
     return Endpoint::kOther;
   }
-  int retry_after_secs = 0;
   if (ApiStatus e = hc.service.Admit(*caller, connection_bucket, &retry_after_secs)) {
     WriteError(*e, resp);
     resp.retry_after = std::max(1, retry_after_secs);
