@@ -627,6 +627,10 @@ TEST_F(HttpServerTest, HealthReadyMetricsAndSlo) {
   EXPECT_NE(m.body.find("kyrodb_requests_total{transport=\"http\",endpoint=\"insert\"} 1"),
             std::string::npos)
       << m.body.substr(0, 2000);
+  // The access checks of the insert and of this request were timed (probes are not checked).
+  EXPECT_NE(m.body.find("kyrodb_access_checks_total{transport=\"http\"} 2\n"), std::string::npos)
+      << m.body.substr(0, 2000);
+  EXPECT_NE(m.body.find("kyrodb_access_check_seconds_total{transport=\"http\"} "), std::string::npos);
 
   Reply slo = c.Get("/slo");
   EXPECT_EQ(slo.status, 200u);

@@ -95,6 +95,18 @@ void RequestMetrics::AppendPrometheus(std::string* out) const {
                      cells_[t][e].errors.load(std::memory_order_relaxed));
     }
   }
+  out->append("# HELP kyrodb_access_checks_total Requests whose API key and rate limits were checked.\n"
+              "# TYPE kyrodb_access_checks_total counter\n");
+  for (int t = 0; t < kTransportCount; ++t) {
+    fmt::format_to(it, "kyrodb_access_checks_total{{transport=\"{}\"}} {}\n", kTransportNames[t],
+                   access_[t].count.load(std::memory_order_relaxed));
+  }
+  out->append("# HELP kyrodb_access_check_seconds_total Time spent in those checks.\n"
+              "# TYPE kyrodb_access_check_seconds_total counter\n");
+  for (int t = 0; t < kTransportCount; ++t) {
+    fmt::format_to(it, "kyrodb_access_check_seconds_total{{transport=\"{}\"}} {}\n", kTransportNames[t],
+                   static_cast<double>(access_[t].sum_ns.load(std::memory_order_relaxed)) / 1e9);
+  }
   out->append("# HELP kyrodb_request_duration_seconds Request latency in the server.\n"
               "# TYPE kyrodb_request_duration_seconds histogram\n");
   for (int t = 0; t < kTransportCount; ++t) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -53,7 +54,16 @@ class RequestMetrics {
   Summary Summarize(const Endpoint* only = nullptr) const;
   uint64_t Requests(Transport t, Endpoint e) const;
 
-  // Appends kyrodb_requests_total, kyrodb_request_errors_total and
+  // The access checks of one request (API key, rate limits; gRPC: also the peer's bucket
+  // lookup) took `ns`: kyrodb_access_check_seconds_total / kyrodb_access_checks_total, so that
+  // their share of a request's latency is measured in the running server.
+  void RecordAccessCheck(Transport t, uint64_t ns) {
+    AccessCell& c = access_[static_cast<int>(t)];
+    c.count.fetch_add(1, std::memory_order_relaxed);
+    c.sum_ns.fetch_add(ns, std::memory_order_relaxed);
+  }
+
+  // Appends kyrodb_requests_total, kyrodb_request_errors_total, the access-check counters and
   // kyrodb_request_duration_seconds (histogram) in Prometheus text format.
   void AppendPrometheus(std::string* out) const;
 
@@ -65,6 +75,32 @@ class RequestMetrics {
     std::array<std::atomic<uint64_t>, kBuckets.size() + 1> buckets{};
   };
   std::array<std::array<Cell, kEndpointCount>, kTransportCount> cells_;
+  struct alignas(64) AccessCell {
+    std::atomic<uint64_t> count{0};
+    std::atomic<uint64_t> sum_ns{0};
+  };
+  std::array<AccessCell, kTransportCount> access_;
+};
+
+// Times the access checks of one request from construction to destruction (or Stop()).
+class AccessCheckTimer {
+ public:
+  AccessCheckTimer(RequestMetrics& metrics, Transport transport)
+      : metrics_(&metrics), transport_(transport), start_(std::chrono::steady_clock::now()) {}
+  AccessCheckTimer(const AccessCheckTimer&) = delete;
+  AccessCheckTimer& operator=(const AccessCheckTimer&) = delete;
+  ~AccessCheckTimer() { Stop(); }
+  void Stop() {
+    if (metrics_ == nullptr) return;
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_);
+    metrics_->RecordAccessCheck(transport_, static_cast<uint64_t>(ns.count()));
+    metrics_ = nullptr;
+  }
+
+ private:
+  RequestMetrics* metrics_;
+  Transport transport_;
+  std::chrono::steady_clock::time_point start_;
 };
 
 }  // namespace kyrodb::server

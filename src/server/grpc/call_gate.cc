@@ -35,6 +35,7 @@ CallGate::CallGate(Service& service)
       max_calls_(service.config().limits.max_connections) {}
 
 ApiResult<CallGate::Pass> CallGate::Enter(const ::grpc::CallbackServerContext& ctx, bool charge) {
+  const AccessCheckTimer check_timer(service_.metrics(), Transport::kGrpc);
   const auto& md = ctx.client_metadata();
   auto value = [&md](const char* key) {
     auto it = md.find(key);

@@ -138,6 +138,7 @@ Endpoint Dispatch(HandlerContext& hc, HttpRequest& req, HttpResponse& resp,
     if (Expect(req, verb::get, "GET", resp)) HandleReady(hc, resp);
     return Endpoint::kHealth;
   }
+  AccessCheckTimer check_timer(hc.service.metrics(), Transport::kHttp);
   int retry_after_secs = 0;
   auto caller = hc.service.Authenticate(req.api_key, req.authorization);
   if (!caller.ok()) {
@@ -156,6 +157,7 @@ Endpoint Dispatch(HandlerContext& hc, HttpRequest& req, HttpResponse& resp,
     return Endpoint::kOther;
   }
   hc.request_context = std::move(*caller);
+  check_timer.Stop();
 
   if (path.size() > 4 && path.substr(0, 4) == "/v1/") {
     const std::string_view op = path.substr(4);
