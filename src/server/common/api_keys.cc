@@ -1,12 +1,15 @@
 #include "server/common/api_keys.h"
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cctype>
 #include <cstring>
 #include <fstream>
+#include <memory>
+#include <mutex>
 #include <sstream>
 #include <unordered_map>
 
@@ -16,9 +19,29 @@ namespace {
 
 using Digest = std::array<unsigned char, SHA256_DIGEST_LENGTH>;
 
+// OpenSSL 3's one-shot SHA256() looks the algorithm up on every call, under a lock all threads
+// share (1.1 µs per key check with two threads instead of 0.36 µs). The algorithm is fetched
+// once and each thread keeps its own digest context.
+const EVP_MD* Sha256Algorithm() {
+  static const EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);  // process lifetime
+  return md;
+}
+
+struct MdCtxDeleter {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+};
+
 Digest Sha256(std::string_view s) {
-  Digest d;
-  SHA256(reinterpret_cast<const unsigned char*>(s.data()), s.size(), d.data());
+  thread_local std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
+  Digest d{};
+  unsigned int len = 0;
+  const EVP_MD* md = Sha256Algorithm();
+  if (md == nullptr || ctx == nullptr || EVP_DigestInit_ex(ctx.get(), md, nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), s.data(), s.size()) != 1 || EVP_DigestFinal_ex(ctx.get(), d.data(), &len) != 1 ||
+      len != d.size()) {
+    // Never expected; fall back to the one-shot call rather than compare garbage.
+    SHA256(reinterpret_cast<const unsigned char*>(s.data()), s.size(), d.data());
+  }
   return d;
 }
 
@@ -29,6 +52,23 @@ struct DigestHash {
     return h;
   }
 };
+
+// Generations of key sets: never reused, so a thread's cache entry can never match another
+// store or an older key set of this one.
+std::atomic<uint64_t> g_next_generation{1};
+
+// The last keys this thread authenticated: (generation, digest) -> principal.
+struct CachedKey {
+  uint64_t generation = 0;  // 0: empty
+  Digest digest{};
+  Principal principal;
+};
+constexpr size_t kThreadCacheSize = 4;
+struct ThreadCache {
+  std::array<CachedKey, kThreadCacheSize> entries;
+  size_t next = 0;  // round-robin replacement
+};
+thread_local ThreadCache t_cache;
 
 bool ValidTenant(const std::string& s) {
   if (s.empty() || s.size() > 128) return false;
@@ -100,7 +140,7 @@ Result<std::unique_ptr<ApiKeyStore>> ApiKeyStore::FromYaml(const std::string& ya
   auto keys = ParseKeys(yaml_text);
   if (!keys.ok()) return keys.status();
   std::unique_ptr<ApiKeyStore> store(new ApiKeyStore());
-  store->keys_.store(std::move(keys).value());
+  store->Install(std::move(keys).value());
   return store;
 }
 
@@ -123,11 +163,22 @@ Status ApiKeyStore::Reload(const std::string& path) {
   if (!text.ok()) return text.status();
   auto keys = ParseKeys(*text);
   if (!keys.ok()) return keys.status();
-  keys_.store(std::move(keys).value());
+  Install(std::move(keys).value());
   return Status::Ok();
 }
 
-size_t ApiKeyStore::size() const { return keys_.load()->by_digest.size(); }
+void ApiKeyStore::Install(std::shared_ptr<const KeySet> keys) {
+  std::unique_lock<std::shared_mutex> l(mu_);
+  keys_ = std::move(keys);
+  generation_.store(g_next_generation.fetch_add(1, std::memory_order_relaxed), std::memory_order_release);
+}
+
+std::shared_ptr<const ApiKeyStore::KeySet> ApiKeyStore::Current() const {
+  std::shared_lock<std::shared_mutex> l(mu_);
+  return keys_;
+}
+
+size_t ApiKeyStore::size() const { return Current()->by_digest.size(); }
 
 ApiResult<Principal> ApiKeyStore::Authenticate(std::string_view key) const {
   if (key.empty()) {
@@ -135,14 +186,28 @@ ApiResult<Principal> ApiKeyStore::Authenticate(std::string_view key) const {
                     "missing API key: send 'x-api-key: KEY' or 'authorization: Bearer KEY'"};
   }
   const Digest d = Sha256(key);
-  const std::shared_ptr<const KeySet> keys = keys_.load();
+  // Read before the key set: a reload in between leaves entries tagged with the old generation,
+  // which the next call no longer matches.
+  const uint64_t generation = generation_.load(std::memory_order_acquire);
+  for (const CachedKey& c : t_cache.entries) {
+    if (c.generation == generation && CRYPTO_memcmp(c.digest.data(), d.data(), d.size()) == 0) {
+      return c.principal;
+    }
+  }
+  const std::shared_ptr<const KeySet> keys = Current();
   auto it = keys->by_digest.find(d);
   if (it == keys->by_digest.end() || CRYPTO_memcmp(it->second.digest.data(), d.data(), d.size()) != 0) {
     return ApiError{ErrorCode::kUnauthenticated, "invalid API key"};
   }
   const ApiKeyEntry& e = it->second.entry;
   if (!e.enabled) return ApiError{ErrorCode::kUnauthenticated, "API key is disabled"};
-  return Principal{e.tenant_id, e.is_admin, e.max_qps, e.max_vectors};
+  Principal p{e.tenant_id, e.is_admin, e.max_qps, e.max_vectors};
+  CachedKey& slot = t_cache.entries[t_cache.next];
+  t_cache.next = (t_cache.next + 1) % kThreadCacheSize;
+  slot.generation = generation;
+  slot.digest = d;
+  slot.principal = p;
+  return p;
 }
 
 std::string_view ExtractApiKey(std::string_view x_api_key, std::string_view authorization) {

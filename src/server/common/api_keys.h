@@ -13,6 +13,8 @@
 // metadata alike). Keys are looked up by their SHA-256 digest and the digest is compared in
 // constant time, so neither the lookup nor the comparison depends on how much of a guess is right.
 // Reload() swaps in a new key set atomically (SIGHUP); a bad file keeps the old set.
+// Each thread remembers the last few keys it authenticated (by digest, tagged with the key set's
+// generation, so a reload invalidates them): a repeat caller costs a SHA-256 and no shared state.
 // Thread-safety: Authenticate may run concurrently with Reload.
 #pragma once
 
@@ -20,6 +22,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -63,7 +66,15 @@ class ApiKeyStore {
 
  private:
   ApiKeyStore();
-  std::atomic<std::shared_ptr<const KeySet>> keys_;
+  void Install(std::shared_ptr<const KeySet> keys);
+  std::shared_ptr<const KeySet> Current() const;
+
+  // A reader-writer lock, not std::atomic<std::shared_ptr>: libstdc++'s is a spin lock, and a
+  // thread preempted while holding it (2 cores, busy io threads) makes the others spin.
+  mutable std::shared_mutex mu_;
+  std::shared_ptr<const KeySet> keys_;  // GUARDED_BY(mu_)
+  // Unique across all stores and reloads of this process; the thread caches compare it.
+  std::atomic<uint64_t> generation_{0};
 };
 
 // The key a request carries: `x-api-key`, else `authorization: Bearer <key>`; empty if none.
