@@ -28,10 +28,12 @@ void InsertBatcher::Submit(RequestContext ctx, std::string collection, Document 
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      if (last_size > 1 && queue_.size() < last_size && max_gather_.count() > 0) {
+      if (last_size > 1 && max_gather_.count() > 0) {
+        // The writers just acknowledged come back on top of those that queued meanwhile.
+        const size_t target = std::min(last_size + queue_.size(), max_batch_);
         const auto wait = std::min<std::chrono::steady_clock::duration>(max_gather_, last_time / 2);
-        gather_target_ = last_size;
-        gathered_.wait_for(lock, wait, [&] { return queue_.size() >= last_size; });
+        gather_target_ = target;
+        gathered_.wait_for(lock, wait, [&] { return queue_.size() >= target; });
         gather_target_ = 0;
       }
       if (queue_.empty()) {

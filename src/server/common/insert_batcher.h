@@ -10,9 +10,10 @@
 // Gathering (fsync_policy always, persistence.group_commit_wait_us > 0): writers acknowledged by
 // one commit send their next insert while the next commit is already under way, so C clients
 // split into two alternating groups of C/2 and every fsync carries half of them. After a commit
-// of n > 1 documents the leader therefore waits until n documents are queued again, or until
-// min(group_commit_wait_us, half the last commit's time) has passed — a short wait that doubles
-// the commit size under load and never happens for a lone writer (as PostgreSQL's commit_delay).
+// of n > 1 documents, with q queued meanwhile, the leader therefore waits until n + q documents
+// are queued (the acknowledged writers are back), or until min(group_commit_wait_us, half the
+// last commit's time) has passed — a short wait that merges the groups under load and never
+// happens for a lone writer (as PostgreSQL's commit_delay).
 //
 // Thread-safety: Submit may be called concurrently from any thread.
 #pragma once
