@@ -85,6 +85,41 @@ TEST(ApiKeyStoreTest, ReloadSwapsKeysAndKeepsThemOnABadFile) {
   EXPECT_TRUE((*store)->Authenticate("rotated-0123456789abcdef").ok());
 }
 
+// Each thread remembers the keys it authenticated: a reload, or another store, must not be
+// answered from that memory.
+TEST(ApiKeyStoreTest, RememberedKeysDoNotOutliveAReloadOrCrossStores) {
+  testing::TempDir dir;
+  const std::string path = dir.File("keys.yaml");
+  std::ofstream(path) << "api_keys:\n  - key: \"first-0123456789abcdef\"\n    tenant_id: acme\n"
+                         "  - key: \"second-0123456789abcdef\"\n    tenant_id: globex\n";
+  auto store = ApiKeyStore::FromFile(path);
+  ASSERT_TRUE(store.ok());
+  for (int i = 0; i < 3; ++i) {  // authenticated, then answered from the thread's memory
+    auto p = (*store)->Authenticate("first-0123456789abcdef");
+    ASSERT_TRUE(p.ok());
+    EXPECT_EQ(p->tenant, "acme");
+    ASSERT_TRUE((*store)->Authenticate("second-0123456789abcdef").ok());
+  }
+  std::ofstream(path, std::ios::trunc)
+      << "api_keys:\n  - key: \"second-0123456789abcdef\"\n    tenant_id: initech\n    is_admin: true\n"
+         "  - key: \"first-0123456789abcdef\"\n    tenant_id: acme\n    enabled: false\n";
+  ASSERT_OK((*store)->Reload(path));
+  auto first = (*store)->Authenticate("first-0123456789abcdef");
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.error().code, ErrorCode::kUnauthenticated);
+  auto second = (*store)->Authenticate("second-0123456789abcdef");
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->tenant, "initech");
+  EXPECT_TRUE(second->is_admin);
+  // Another store with the same key for another tenant answers for itself.
+  auto other = ApiKeyStore::FromYaml("api_keys:\n  - key: \"second-0123456789abcdef\"\n    tenant_id: hooli\n");
+  ASSERT_TRUE(other.ok());
+  auto p = (*other)->Authenticate("second-0123456789abcdef");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->tenant, "hooli");
+  EXPECT_FALSE(p->is_admin);
+}
+
 TEST(ApiKeyStoreTest, ReloadRacesWithAuthentication) {
   auto store = ApiKeyStore::FromYaml(kKeys);
   ASSERT_TRUE(store.ok());
