@@ -502,6 +502,7 @@ int RunServerBench(const ServerBenchConfig& c) {
     return 1;
   }
   const double inproc_qps = inproc->searches / inproc->seconds;
+  const double inproc_cpu_us = inproc->searches ? inproc->cpu_s * 1e6 / inproc->searches : 0.0;
   runner.max_other_share = (inproc->machine_busy_s - inproc->cpu_s - inproc->server_cpu_s) /
                            (inproc->seconds * std::max(1u, std::thread::hardware_concurrency()));
   Emit(JsonLine()
@@ -515,7 +516,7 @@ int RunServerBench(const ServerBenchConfig& c) {
            .Add("p50_us", Percentile(inproc->latency_us, 50))
            .Add("p99_us", Percentile(inproc->latency_us, 99))
            .Add("cpu_s", inproc->cpu_s)
-           .Add("cpu_us_per_search", inproc->searches ? inproc->cpu_s * 1e6 / inproc->searches : 0.0)
+           .Add("cpu_us_per_search", inproc_cpu_us)
            .Add("idle_server_cpu_s", inproc->server_cpu_s)
            .Add("machine_busy_cpu_s", inproc->machine_busy_s)
            .Add("other_processes_cpu_s", inproc->machine_busy_s - inproc->cpu_s - inproc->server_cpu_s)
@@ -692,6 +693,7 @@ int RunServerBench(const ServerBenchConfig& c) {
     return *qps / inproc_qps;
   };
   const auto http_ratio = ratio(http_search), grpc_ratio = ratio(grpc_search);
+  auto efficiency = [&](double server_cpu_us) { return server_cpu_us > 0 ? inproc_cpu_us / server_cpu_us : 0.0; };
   const bool clean_exits = std::all_of(exit_codes.begin(), exit_codes.end(), [](int rc) { return rc == 0; });
   Emit(JsonLine()
            .Add("bench", "server_summary")
@@ -709,13 +711,11 @@ int RunServerBench(const ServerBenchConfig& c) {
            .Add("grpc_search_meets_bar", grpc_ratio.value_or(0) >= kSearchBar)
            // Without the client's share of the cores: what the server keeps of the engine's
            // per-core search throughput (in-process CPU per search / server CPU per search).
-           .Add("inprocess_cpu_us_per_search", inproc->searches ? inproc->cpu_s * 1e6 / inproc->searches : 0.0)
+           .Add("inprocess_cpu_us_per_search", inproc_cpu_us)
            .Add("http_server_cpu_us_per_search", http_search_cpu_us)
            .Add("grpc_server_cpu_us_per_search", grpc_search_cpu_us)
-           .Add("http_server_cpu_efficiency",
-                http_search_cpu_us > 0 && inproc->searches ? inproc->cpu_s * 1e6 / inproc->searches / http_search_cpu_us : 0.0)
-           .Add("grpc_server_cpu_efficiency",
-                grpc_search_cpu_us > 0 && inproc->searches ? inproc->cpu_s * 1e6 / inproc->searches / grpc_search_cpu_us : 0.0)
+           .Add("http_server_cpu_efficiency", efficiency(http_search_cpu_us))
+           .Add("grpc_server_cpu_efficiency", efficiency(grpc_search_cpu_us))
            .Add("http_query_qps", http_query)
            .Add("grpc_query_qps", grpc_query)
            .Add("http_insert_per_s", http_insert)

@@ -58,24 +58,21 @@ TokenBucket* RateLimiter::TenantBucket(const std::string& tenant, double qps) {
 
 bool RateLimiter::Allow(TokenBucket* connection, const std::string& tenant, double tenant_qps,
                         int* retry_after_secs) {
+  return Check(connection, &tenant, tenant_qps, retry_after_secs);
+}
+
+bool RateLimiter::AllowUnauthenticated(TokenBucket* connection, int* retry_after_secs) {
+  return Check(connection, nullptr, 0, retry_after_secs);
+}
+
+bool RateLimiter::Check(TokenBucket* connection, const std::string* tenant, double tenant_qps,
+                        int* retry_after_secs) {
   if (!opt_.enabled) return true;
   const int64_t now = NowNs();
   int64_t wait = 0;
   bool ok = connection == nullptr || connection->TryAcquire(now, &wait);
   const double qps = tenant_qps > 0 ? tenant_qps : opt_.tenant_qps;
-  if (ok && qps > 0) ok = TenantBucket(tenant, qps)->TryAcquire(now, &wait);
-  if (ok) ok = global_.TryAcquire(now, &wait);
-  if (!ok && retry_after_secs != nullptr) {
-    *retry_after_secs = std::max(1, static_cast<int>(std::ceil(static_cast<double>(wait) / 1e9)));
-  }
-  return ok;
-}
-
-bool RateLimiter::AllowUnauthenticated(TokenBucket* connection, int* retry_after_secs) {
-  if (!opt_.enabled) return true;
-  const int64_t now = NowNs();
-  int64_t wait = 0;
-  bool ok = connection == nullptr || connection->TryAcquire(now, &wait);
+  if (ok && tenant != nullptr && qps > 0) ok = TenantBucket(*tenant, qps)->TryAcquire(now, &wait);
   if (ok) ok = global_.TryAcquire(now, &wait);
   if (!ok && retry_after_secs != nullptr) {
     *retry_after_secs = std::max(1, static_cast<int>(std::ceil(static_cast<double>(wait) / 1e9)));

@@ -60,6 +60,8 @@ class RateLimiter {
 
  private:
   TokenBucket* TenantBucket(const std::string& tenant, double qps);
+  // Allow and AllowUnauthenticated: the tenant's bucket is skipped when `tenant` is null.
+  bool Check(TokenBucket* connection, const std::string* tenant, double tenant_qps, int* retry_after_secs);
 
   Options opt_;
   TokenBucket global_;

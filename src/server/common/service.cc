@@ -101,20 +101,26 @@ Status Service::ReloadKeys() {
   return Status::Ok();
 }
 
+namespace {
+
+// The answer to a request a rate limit refused.
+ApiError RateLimited(int retry, int* retry_after_secs) {
+  if (retry_after_secs != nullptr) *retry_after_secs = retry;
+  return ApiError{ErrorCode::kResourceExhausted, fmt::format("rate limit exceeded; retry after {} s", retry)};
+}
+
+}  // namespace
+
 ApiStatus Service::Admit(const RequestContext& ctx, TokenBucket* connection, int* retry_after_secs) {
   int retry = 1;
   if (limiter_.Allow(connection, ctx.tenant, ctx.max_qps, &retry)) return std::nullopt;
-  if (retry_after_secs != nullptr) *retry_after_secs = retry;
-  return ApiError{ErrorCode::kResourceExhausted,
-                  fmt::format("rate limit exceeded; retry after {} s", retry)};
+  return RateLimited(retry, retry_after_secs);
 }
 
 ApiStatus Service::AdmitUnauthenticated(TokenBucket* connection, int* retry_after_secs) {
   int retry = 1;
   if (limiter_.AllowUnauthenticated(connection, &retry)) return std::nullopt;
-  if (retry_after_secs != nullptr) *retry_after_secs = retry;
-  return ApiError{ErrorCode::kResourceExhausted,
-                  fmt::format("rate limit exceeded; retry after {} s", retry)};
+  return RateLimited(retry, retry_after_secs);
 }
 
 Status Service::Recover() {
