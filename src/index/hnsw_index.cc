@@ -842,19 +842,9 @@ class HnswIndex::Impl {
       }
     }
     const Entry e = LoadEntry();
-    std::vector<Candidate> cands;
-    for (uint32_t x = 0; x < n; ++x) {
-      if (gone[x] || in_degree[x] > 0 || x == e.node) continue;
-      const float* xv = Vec(x);
-      cands.clear();
-      const uint32_t* xl = Links0(x);
-      const uint32_t xc = LoadAcq(xl);
-      for (uint32_t j = 1; j <= xc; ++j) {
-        uint32_t t = LoadAcq(xl + j);
-        if (t < n && !gone[t]) cands.push_back({ExactDist(xv, Vec(t)), t});
-      }
-      std::sort(cands.begin(), cands.end(),
-                [](const Candidate& a, const Candidate& b) { return a.dist < b.dist; });
+    // Gives x one in-link from the first candidate that has room or a link to spare (a target
+    // with another in-link); false if none could.
+    auto give_in_link = [&](uint32_t x, const std::vector<Candidate>& cands) {
       for (const Candidate& c : cands) {
         std::lock_guard<std::mutex> nl(NodeLock(c.id));
         uint32_t* links = Links0(c.id);
@@ -863,8 +853,7 @@ class HnswIndex::Impl {
           StoreRel(links + 1 + cnt, x);
           StoreRel(links, cnt + 1);
           in_degree[x] = 1;
-          ++repaired;
-          break;
+          return true;
         }
         const float* base = Vec(c.id);
         uint32_t worst = 0;
@@ -883,10 +872,47 @@ class HnswIndex::Impl {
           --in_degree[LoadAcq(links + worst)];
           StoreRel(links + worst, x);
           in_degree[x] = 1;
-          ++repaired;
-          break;
+          return true;
         }
       }
+      return false;
+    };
+    auto by_distance = [](const Candidate& a, const Candidate& b) { return a.dist < b.dist; };
+    std::vector<Candidate> cands;
+    for (uint32_t x = 0; x < n; ++x) {
+      if (gone[x] || in_degree[x] > 0 || x == e.node) continue;
+      const float* xv = Vec(x);
+      // First x's own out-links (its nearest neighbours when it was linked)...
+      cands.clear();
+      const uint32_t* xl = Links0(x);
+      const uint32_t xc = LoadAcq(xl);
+      for (uint32_t j = 1; j <= xc; ++j) {
+        uint32_t t = LoadAcq(xl + j);
+        if (t < n && !gone[t]) cands.push_back({ExactDist(xv, Vec(t)), t});
+      }
+      std::sort(cands.begin(), cands.end(), by_distance);
+      if (give_in_link(x, cands)) {
+        ++repaired;
+        continue;
+      }
+      // ...and when none of them can take it (no out-links left, or all full of links they
+      // need), the live nodes nearest x that a search from the entry point reaches: without
+      // this, x stays unreachable for every search (seen under concurrent upserts, deletes and
+      // flushes: engine_test ConcurrentWritesReadsAndFlushesLoseNothing).
+      if (e.node == kNone) continue;
+      Scratch& s = ThreadScratch();
+      cands.clear();
+      WithOracle(xv, s, [&](const auto& dist) {
+        float d = dist(e.node);
+        const uint32_t cur = Greedy(dist, e.node, &d, e.level, 0);
+        SearchLevel(dist, cur, d, 0, opt_.ef_construction, s);
+        for (size_t i = 0; i < s.pool.size(); ++i) {
+          const uint32_t t = s.pool.IdAt(i);
+          if (t != x && t < n && !gone[t] && !IsDeleted(t)) cands.push_back({ExactDist(xv, Vec(t)), t});
+        }
+      });
+      std::sort(cands.begin(), cands.end(), by_distance);
+      if (give_in_link(x, cands)) ++repaired;
     }
     return repaired;
   }
