@@ -193,7 +193,10 @@ Result<LoadResult> RunGrpcLoad(const LoadSpec& spec) {
   std::vector<std::thread> pool;
   for (size_t t = 0; t < threads; ++t) {
     const size_t mine = spec.concurrency / threads + (t < spec.concurrency % threads ? 1 : 0);
-    pool.emplace_back([cq = cqs[t].get(), mine] { Poll(cq, mine); });
+    pool.emplace_back([cq = cqs[t].get(), mine, &run] {
+      run.EnterClientThread();
+      Poll(cq, mine);
+    });
   }
   LoadResult result;
   run.Drive(&result);

@@ -261,7 +261,12 @@ Result<LoadResult> RunHttpLoad(const LoadSpec& spec) {
   run.Start();
   for (auto& c : connections) c->Start();
   std::vector<std::thread> pool;
-  for (auto& io : ios) pool.emplace_back([&io] { io->run(); });
+  for (auto& io : ios) {
+    pool.emplace_back([&io, &run] {
+      run.EnterClientThread();
+      io->run();
+    });
+  }
   LoadResult result;
   run.Drive(&result);
   for (auto& t : pool) t.join();  // each connection stops after its request in flight

@@ -22,6 +22,9 @@ CLI::App* AddLoadCommand(CLI::App* app, LoadBenchConfig* c) {
       ->check(CLI::Range(1, 100000));
   cmd->add_option("--client-threads", c->client_threads, "Threads driving the clients (HTTP io_contexts, gRPC completion queues)")
       ->check(CLI::Range(1, 64));
+  cmd->add_option("--client-sched", c->client_sched,
+                  "Client threads' scheduling: batch (no wake-up preemption of the server's threads) or normal")
+      ->check(CLI::IsMember({"batch", "normal"}));
   cmd->add_option("--duration", c->duration_s, "Measured seconds")->check(CLI::PositiveNumber);
   cmd->add_option("--warmup", c->warmup_s, "Seconds of load before the measurement")->check(CLI::NonNegativeNumber);
   cmd->add_option("--dim", c->dim, "Vector dimension")->check(CLI::Range(1, 4096));
@@ -65,7 +68,7 @@ JsonLine LoadLine(const char* protocol, const LoadSpec& spec, const LoadResult& 
     j.Add("mix", fmt::format("{}% search / {}% insert", kMixedSearchPercent, 100 - kMixedSearchPercent));
   }
   j.Add("concurrency", static_cast<uint64_t>(spec.concurrency));
-  j.Add("client_threads", static_cast<uint64_t>(spec.client_threads));
+  j.Add("client_threads", static_cast<uint64_t>(spec.client_threads)).Add("client_sched", r.client_sched);
   j.Add("dim", static_cast<uint64_t>(spec.vectors->dim));
   if (spec.op == LoadOp::kSearch || spec.op == LoadOp::kMixed) {
     j.Add("k", static_cast<uint64_t>(spec.k)).Add("ef", static_cast<uint64_t>(spec.ef))
@@ -100,6 +103,7 @@ int RunLoadBench(const LoadBenchConfig& c) {
   spec.op = *ParseLoadOp(c.op);
   spec.concurrency = c.concurrency;
   spec.client_threads = c.client_threads;
+  spec.batch_scheduling = c.client_sched == "batch";
   spec.warmup_s = c.warmup_s;
   spec.duration_s = c.duration_s;
   spec.collection = c.collection;

@@ -23,6 +23,7 @@ struct LoadBenchConfig {
   std::string op = "search";
   size_t concurrency = 64;
   size_t client_threads = 1;
+  std::string client_sched = "batch";  // client threads' scheduling: batch or normal
   double duration_s = 10;
   double warmup_s = 1;
   size_t dim = 768;

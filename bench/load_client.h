@@ -53,6 +53,10 @@ struct LoadSpec {
   uint64_t first_insert_id = 1;     // inserts use ids from here on
   bool include_embedding = false;   // query: ask for the stored vector too
   uint64_t seed = 1;                // per-client random streams (query ids, mixed draws)
+  // The client threads run SCHED_BATCH: a response that wakes one does not preempt the server
+  // thread running on that core, so on a machine the client shares with the server it takes
+  // its turn instead of forcing a context switch per response (docs/benchmarks.md).
+  bool batch_scheduling = true;
   const FloatMatrix* vectors = nullptr;  // search queries / insert embeddings (rows >= 1)
   std::function<void()> on_window_begin;
   std::function<void()> on_window_end;
@@ -70,6 +74,7 @@ struct LoadResult {
   uint64_t next_insert_id = 0;  // first id no insert has used
   std::vector<double> latency_us;  // of the successful requests in the window
   double client_cpu_s = 0;         // this process's user+system CPU over the window
+  const char* client_sched = "normal";  // the client threads' scheduling policy: batch or normal
 };
 
 // Connection setup failures are returned as a Status; request failures during the run are

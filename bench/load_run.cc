@@ -1,5 +1,7 @@
 #include "load_run.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -50,6 +52,12 @@ double MachineBusyCpuSeconds() {
 
 LoadRun::LoadRun(const LoadSpec& spec)
     : spec_(spec), rows_(spec.vectors->rows), next_insert_id_(spec.first_insert_id) {}
+
+void LoadRun::EnterClientThread() {
+  if (!spec_.batch_scheduling) return;
+  sched_param param{};
+  if (pthread_setschedparam(pthread_self(), SCHED_BATCH, &param) != 0) sched_failed_.store(true);
+}
 
 void LoadRun::Start() {
   const auto now = LoadClock::now();
@@ -126,6 +134,7 @@ void LoadRun::Merge(std::vector<ClientTally>& tallies, LoadResult* result) {
     result->requests += t.searches + t.inserts + t.queries;
   }
   result->next_insert_id = next_insert_id_.load();
+  result->client_sched = spec_.batch_scheduling && !sched_failed_.load() ? "batch" : "normal";
   std::lock_guard<std::mutex> l(error_mu_);
   result->first_error = first_error_;
 }

@@ -46,6 +46,9 @@ class LoadRun {
   void Record(ClientTally& tally, RequestKind kind, LoadClock::time_point t0, Outcome outcome,
               std::string_view error = {});
 
+  // Called first on each client thread: applies the spec's scheduling policy to it.
+  void EnterClientThread();
+
   // Fixes the warm-up and window from now on.
   void Start();
 
@@ -58,6 +61,7 @@ class LoadRun {
 
  private:
   const LoadSpec& spec_;
+  std::atomic<bool> sched_failed_{false};  // a client thread could not switch to SCHED_BATCH
   const size_t rows_;
   LoadClock::time_point window_begin_, window_end_;
   std::atomic<bool> stop_{false};

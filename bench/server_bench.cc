@@ -288,6 +288,7 @@ struct LoadRunner {
     spec.op = op;
     spec.concurrency = c.concurrency;
     spec.client_threads = c.client_threads;
+    spec.batch_scheduling = c.client_sched == "batch";
     spec.warmup_s = c.warmup_s;
     spec.duration_s = seconds;
     spec.api_key = api_key;
@@ -374,6 +375,9 @@ CLI::App* AddServerCommand(CLI::App* app, ServerBenchConfig* c) {
   cmd->add_option("--k", c->k, "Neighbours")->check(CLI::Range(1, 1000));
   cmd->add_option("--ef", c->ef, "ef_search")->check(CLI::Range(1, 10000));
   cmd->add_option("--client-threads", c->client_threads, "Load generator threads (HTTP io_contexts, gRPC completion queues)")->check(CLI::Range(1, 64));
+  cmd->add_option("--client-sched", c->client_sched,
+                  "Load generator threads' scheduling: batch (no wake-up preemption of the servers' threads) or normal")
+      ->check(CLI::IsMember({"batch", "normal"}));
   cmd->add_option("--server-threads", c->server_threads,
                   "server.http_threads, server.grpc_threads and in-process search threads")
       ->check(CLI::Range(1, 256));

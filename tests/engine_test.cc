@@ -2,11 +2,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
 #include <thread>
 
+#include "engine/search_cache.h"
 #include "index/flat_index.h"
 #include "kyrodb/database.h"
 #include "test_support.h"
@@ -362,6 +364,60 @@ TEST(EngineTest, RepeatedSearchIsServedFromTheResultCacheUntilAWrite) {
   ASSERT_FALSE(third->empty());
   EXPECT_EQ((*third)[0].key.id, 77u);
   EXPECT_EQ((*c)->Stats().search_cache_hits, hits_before + 1);
+}
+
+TEST(SearchCacheTest, AnswersOnlyTheSameRequestAtTheSameGenerationAndStaysBounded) {
+  SearchCache cache(2);
+  SearchRequest a;
+  a.query = {1, 2, 3};
+  a.k = 5;
+  std::vector<SearchHit> answer_a(1);
+  answer_a[0].key = DocKey::Numeric(11);
+  const uint64_t ha = SearchCache::HashOf(a);
+  EXPECT_FALSE(cache.Lookup(a, ha, 7).has_value());
+  cache.Insert(a, ha, 7, answer_a);
+  auto got = cache.Lookup(a, ha, 7);
+  ASSERT_TRUE(got.has_value());
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ((*got)[0].key.id, 11u);
+  EXPECT_FALSE(cache.Lookup(a, ha, 8).has_value());  // a write happened since
+
+  // Every parameter that changes the answer changes the hash.
+  for (auto change : std::vector<std::function<void(SearchRequest&)>>{
+           [](SearchRequest& r) { r.query[2] = 4; }, [](SearchRequest& r) { r.k = 6; },
+           [](SearchRequest& r) { r.ef = 99; }, [](SearchRequest& r) { r.has_min_score = true; },
+           [](SearchRequest& r) { r.include_embeddings = true; }, [](SearchRequest& r) { r.include_metadata = false; },
+           [](SearchRequest& r) { r.query.push_back(0); }}) {
+    SearchRequest b = a;
+    change(b);
+    EXPECT_NE(SearchCache::HashOf(b), ha);
+  }
+
+  // A different request under the same hash (a collision) never gets the other's answer, and
+  // its insert takes the slot over.
+  SearchRequest b = a;
+  b.query = {3, 2, 1};
+  EXPECT_FALSE(cache.Lookup(b, ha, 7).has_value());
+  std::vector<SearchHit> answer_b(1);
+  answer_b[0].key = DocKey::Numeric(22);
+  cache.Insert(b, ha, 7, answer_b);
+  got = cache.Lookup(b, ha, 7);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ((*got)[0].key.id, 22u);
+  EXPECT_FALSE(cache.Lookup(a, ha, 7).has_value());
+  EXPECT_EQ(cache.size(), 1u);
+
+  // Bounded: the least recently used entry goes.
+  SearchRequest c = a, d = a;
+  c.k = 1;
+  d.k = 2;
+  cache.Insert(c, SearchCache::HashOf(c), 7, answer_a);
+  EXPECT_TRUE(cache.Lookup(b, ha, 7).has_value());  // b is now the most recent
+  cache.Insert(d, SearchCache::HashOf(d), 7, answer_a);
+  EXPECT_EQ(cache.size(), 2u);
+  EXPECT_FALSE(cache.Lookup(c, SearchCache::HashOf(c), 7).has_value());
+  EXPECT_TRUE(cache.Lookup(b, ha, 7).has_value());
+  EXPECT_TRUE(cache.Lookup(d, SearchCache::HashOf(d), 7).has_value());
 }
 
 TEST(EngineTest, SecondLookupIsServedFromTheCacheAndWritesNeverLeaveItStale) {

@@ -256,12 +256,13 @@ Result<std::vector<SearchHit>> Collection::Impl::Search(const SearchRequest& req
   if (req.ef > kMaxEf) return Status::InvalidArgument("ef_search must be at most 10000");
   if (!req.use_result_cache || req.filter) return SearchUncached(req, path);
   const uint64_t generation = generation_.load(std::memory_order_acquire);
-  if (auto cached = search_cache_.Lookup(req, generation)) {
+  const uint64_t hash = SearchCache::HashOf(req);
+  if (auto cached = search_cache_.Lookup(req, hash, generation)) {
     if (path != nullptr) *path = SearchPath::kCacheHit;
     return std::move(*cached);
   }
   auto result = SearchUncached(req, path);
-  if (result.ok()) search_cache_.Insert(req, generation, *result);
+  if (result.ok()) search_cache_.Insert(req, hash, generation, *result);
   return result;
 }
 

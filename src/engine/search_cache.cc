@@ -1,29 +1,35 @@
 #include "engine/search_cache.h"
 
+#include <absl/hash/hash.h>
+
 #include <cstring>
+#include <string_view>
 
 namespace kyrodb {
 
-std::string SearchCache::KeyOf(const SearchRequest& r) {
-  std::string key(reinterpret_cast<const char*>(r.query.data()), r.query.size() * sizeof(float));
-  char tail[24];
-  std::memcpy(tail, &r.k, 4);
-  std::memcpy(tail + 4, &r.ef, 4);
-  std::memcpy(tail + 8, &r.min_score, 4);
-  tail[12] = r.has_min_score;
-  tail[13] = r.include_embeddings;
-  tail[14] = r.include_metadata;
-  key.append(tail, 15);
-  return key;
+uint64_t SearchCache::HashOf(const SearchRequest& r) {
+  const std::string_view bytes(reinterpret_cast<const char*>(r.query.data()), r.query.size() * sizeof(float));
+  uint32_t min_score_bits = 0;
+  std::memcpy(&min_score_bits, &r.min_score, sizeof(min_score_bits));
+  return absl::HashOf(bytes, r.k, r.ef, r.has_min_score, min_score_bits, r.include_embeddings,
+                      r.include_metadata);
 }
 
-std::optional<std::vector<SearchHit>> SearchCache::Lookup(const SearchRequest& r,
+bool SearchCache::SameRequest(const Entry& e, const SearchRequest& r) {
+  // min_score compared as bits, as hashed (a NaN never reaches a search: it is refused).
+  return e.k == r.k && e.ef == r.ef && e.has_min_score == r.has_min_score &&
+         std::memcmp(&e.min_score, &r.min_score, sizeof(float)) == 0 &&
+         e.include_embeddings == r.include_embeddings && e.include_metadata == r.include_metadata &&
+         e.query.size() == r.query.size() &&
+         std::memcmp(e.query.data(), r.query.data(), r.query.size() * sizeof(float)) == 0;
+}
+
+std::optional<std::vector<SearchHit>> SearchCache::Lookup(const SearchRequest& r, uint64_t hash,
                                                           uint64_t generation) {
   if (capacity_ == 0) return std::nullopt;
-  const std::string key = KeyOf(r);
   std::lock_guard<std::mutex> l(mu_);
-  auto it = index_.find(key);
-  if (it == index_.end() || it->second->generation != generation) {
+  auto it = index_.find(hash);
+  if (it == index_.end() || it->second->generation != generation || !SameRequest(*it->second, r)) {
     ++misses_;
     return std::nullopt;
   }
@@ -32,23 +38,34 @@ std::optional<std::vector<SearchHit>> SearchCache::Lookup(const SearchRequest& r
   return it->second->hits;
 }
 
-void SearchCache::Insert(const SearchRequest& r, uint64_t generation,
+void SearchCache::Insert(const SearchRequest& r, uint64_t hash, uint64_t generation,
                          const std::vector<SearchHit>& hits) {
   if (capacity_ == 0) return;
-  std::string key = KeyOf(r);
   std::lock_guard<std::mutex> l(mu_);
-  auto it = index_.find(key);
+  auto it = index_.find(hash);
   if (it != index_.end()) {
-    if (it->second->generation >= generation) return;  // keep the newer answer
-    it->second->generation = generation;
-    it->second->hits = hits;
+    Entry& e = *it->second;
+    const bool same = SameRequest(e, r);
+    if (same && e.generation >= generation) return;  // keep the newer answer
+    if (!same) {  // a collision: the slot now holds this request
+      e.query = r.query;
+      e.k = r.k;
+      e.ef = r.ef;
+      e.min_score = r.min_score;
+      e.has_min_score = r.has_min_score;
+      e.include_embeddings = r.include_embeddings;
+      e.include_metadata = r.include_metadata;
+    }
+    e.generation = generation;
+    e.hits = hits;
     lru_.splice(lru_.begin(), lru_, it->second);
     return;
   }
-  lru_.push_front(Entry{key, generation, hits});
-  index_.emplace(std::move(key), lru_.begin());
+  lru_.push_front(Entry{hash, r.query, r.k, r.ef, r.min_score, r.has_min_score, r.include_embeddings,
+                        r.include_metadata, generation, hits});
+  index_.emplace(hash, lru_.begin());
   if (lru_.size() > capacity_) {
-    index_.erase(lru_.back().key);
+    index_.erase(lru_.back().hash);
     lru_.pop_back();
   }
 }
@@ -60,6 +77,10 @@ uint64_t SearchCache::hits() const {
 uint64_t SearchCache::misses() const {
   std::lock_guard<std::mutex> l(mu_);
   return misses_;
+}
+size_t SearchCache::size() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return lru_.size();
 }
 
 }  // namespace kyrodb

@@ -3,6 +3,11 @@
 // An entry is valid only for the collection generation it was computed at; every write to the
 // collection bumps the generation, so a write can never leave a stale answer visible (nothing
 // has to be found and erased). Bounded to `capacity` entries, least recently used evicted.
+//
+// Entries are indexed by a 64-bit hash of the request (HashOf, computed once per search and
+// passed to Lookup and Insert) and keep the request's query and parameters: a lookup answers
+// only a request equal to the stored one, so two requests whose hashes collide share a slot
+// (the later insert replaces the earlier) but never each other's answer.
 // Thread-safety: all methods may be called concurrently (one mutex; a lookup is a hash probe
 // plus a vector compare, far below a search's cost).
 #pragma once
@@ -13,7 +18,6 @@
 #include <list>
 #include <mutex>
 #include <optional>
-#include <string>
 #include <vector>
 
 #include "kyrodb/types.h"
@@ -24,24 +28,34 @@ class SearchCache {
  public:
   explicit SearchCache(size_t capacity) : capacity_(capacity) {}
 
-  std::optional<std::vector<SearchHit>> Lookup(const SearchRequest& r, uint64_t generation);
-  void Insert(const SearchRequest& r, uint64_t generation, const std::vector<SearchHit>& hits);
+  // The hash of everything that decides a search's answer (query, k, ef, min_score, what is
+  // included); the filter is not part of it: filtered searches are not cached.
+  static uint64_t HashOf(const SearchRequest& r);
+
+  // `hash` is HashOf(r).
+  std::optional<std::vector<SearchHit>> Lookup(const SearchRequest& r, uint64_t hash, uint64_t generation);
+  void Insert(const SearchRequest& r, uint64_t hash, uint64_t generation, const std::vector<SearchHit>& hits);
 
   uint64_t hits() const;
   uint64_t misses() const;
+  size_t size() const;
 
  private:
   struct Entry {
-    std::string key;  // the full request, so equal keys mean equal requests
+    uint64_t hash;
+    std::vector<float> query;  // with the fields below: the request, to tell a collision
+    uint32_t k, ef;
+    float min_score;
+    bool has_min_score, include_embeddings, include_metadata;
     uint64_t generation;
     std::vector<SearchHit> hits;
   };
-  static std::string KeyOf(const SearchRequest& r);
+  static bool SameRequest(const Entry& e, const SearchRequest& r);
 
   const size_t capacity_;
   mutable std::mutex mu_;
   std::list<Entry> lru_;  // front: most recent
-  absl::flat_hash_map<std::string, std::list<Entry>::iterator> index_;
+  absl::flat_hash_map<uint64_t, std::list<Entry>::iterator> index_;
   uint64_t hits_ = 0, misses_ = 0;
 };
 
