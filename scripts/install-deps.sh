@@ -11,7 +11,7 @@ PACKAGES=(
   clang libclang-rt-14-dev
   # server libraries
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
-  libsimdjson-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
+  libsimdjson-dev libfast-float-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
   libssl-dev libzstd-dev libabsl-dev libboost-dev
   # tests and micro benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -24,6 +24,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <chrono>
+#include <fmt/format.h>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -239,6 +240,49 @@ TEST_F(DecoderTest, EmbeddingValuesOutsideTheFloatRangeAreNonFinite) {
     EXPECT_TRUE(Fails(Decode(std::string(R"({"doc_id": 1, "embedding": [0, )") + bad + "]}",
                              [&](JsonBody& b) { return http::DecodeInsert(b, 0, &r); }),
                       ErrorCode::kNonFiniteValue, "embedding[1]"));
+  }
+}
+
+TEST_F(DecoderTest, EmbeddingsParseExactlyWhateverTheSpacingAndNameTheBadElement) {
+  // Random floats in their shortest form come back bit for bit, with any JSON spacing.
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> value(-2, 2);
+  std::vector<float> want;
+  std::string text;
+  for (int i = 0; i < 300; ++i) {
+    want.push_back(i % 50 == 0 ? std::ldexp(value(rng), -130) : value(rng));  // some subnormals
+    text += (i == 0 ? "" : i % 3 == 0 ? " ,\n\t" : ",") + fmt::format("{}", want.back());
+  }
+  for (const std::string& array : {"[" + text + "]", "[ \r\n" + text + "\t ]"}) {
+    http::InsertRequest r;
+    ASSERT_FALSE(Decode(R"({"doc_id": 1, "embedding": )" + array + R"( , "metadata": {}})",
+                        [&](JsonBody& b) { return http::DecodeInsert(b, 0, &r); }));
+    ASSERT_EQ(r.doc.embedding.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(r.doc.embedding[i], want[i]) << i;
+  }
+  http::InsertRequest edge;
+  ASSERT_FALSE(Decode(R"({"doc_id": 1, "embedding": [-0, 1e-50, 3.4028234e38, -1E+2, 0.5e1]})",
+                      [&](JsonBody& b) { return http::DecodeInsert(b, 0, &edge); }));
+  EXPECT_EQ(edge.doc.embedding, (std::vector<float>{-0.0f, 0.0f, 3.4028234e38f, -100.0f, 5.0f}));
+  EXPECT_TRUE(std::signbit(edge.doc.embedding[0]));
+  http::SearchHttpRequest empty;
+  ASSERT_FALSE(Decode(R"({"query_embedding": [ ]})", [&](JsonBody& b) { return http::DecodeSearch(b, 0, &empty); }));
+  EXPECT_TRUE(empty.request.query.empty());
+
+  // Anything but a number is refused, naming the element.
+  for (const char* bad : {R"("1")", "[1]", "{}", "true", "null"}) {
+    SCOPED_TRACE(bad);
+    http::InsertRequest r;
+    EXPECT_TRUE(Fails(Decode(std::string(R"({"doc_id": 1, "embedding": [0.5, 1, )") + bad + ", 2]}",
+                             [&](JsonBody& b) { return http::DecodeInsert(b, 0, &r); }),
+                      ErrorCode::kInvalidArgument, "embedding[2]"));
+  }
+  for (const char* bad : {"01", "1.", ".5", "+1", "1e", "--1", "0x10"}) {
+    SCOPED_TRACE(bad);
+    http::InsertRequest r;
+    EXPECT_TRUE(Fails(Decode(std::string(R"({"doc_id": 1, "embedding": [0.5, )") + bad + "]}",
+                             [&](JsonBody& b) { return http::DecodeInsert(b, 0, &r); }),
+                      ErrorCode::kInvalidJson));
   }
 }
 

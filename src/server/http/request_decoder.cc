@@ -6,6 +6,8 @@
 #include <string>
 #include <utility>
 
+#include <fast_float/fast_float.h>
+
 #include "server/common/config.h"
 
 namespace kyrodb::server::http {
@@ -30,30 +32,37 @@ bool IsTypeError(error_code e) {
   return e == simdjson::INCORRECT_TYPE || e == simdjson::NUMBER_OUT_OF_RANGE;
 }
 
-// The JSON number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
-bool IsJsonNumber(std::string_view s) {
-  size_t i = 0;
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+bool IsJsonSpace(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
+// The end of the JSON number that starts at p, by the grammar
+// -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?; nullptr if no number starts there.
+const char* JsonNumberEnd(const char* p, const char* end) {
   auto digits = [&] {
-    const size_t start = i;
-    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
-    return i > start;
+    const char* start = p;
+    while (p < end && IsDigit(*p)) ++p;
+    return p > start;
   };
-  if (i < s.size() && s[i] == '-') ++i;
-  if (i < s.size() && s[i] == '0') {
-    ++i;
+  if (p < end && *p == '-') ++p;
+  if (p < end && *p == '0') {
+    ++p;
   } else if (!digits()) {
-    return false;
+    return nullptr;
   }
-  if (i < s.size() && s[i] == '.') {
-    ++i;
-    if (!digits()) return false;
+  if (p < end && *p == '.') {
+    ++p;
+    if (!digits()) return nullptr;
   }
-  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-    ++i;
-    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
-    if (!digits()) return false;
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    ++p;
+    if (p < end && (*p == '+' || *p == '-')) ++p;
+    if (!digits()) return nullptr;
   }
-  return i == s.size();
+  return p;
+}
+
+bool IsJsonNumber(std::string_view s) {
+  return JsonNumberEnd(s.data(), s.data() + s.size()) == s.data() + s.size();
 }
 
 ApiError SyntaxError(error_code e, std::string_view field) {
@@ -137,7 +146,8 @@ const char* TypeName(sj::value& v) {
 }
 
 // A failed typed read of `v`: INVALID_JSON when the token itself is malformed (an atom like
-// `tru`), else INVALID_ARGUMENT saying what the field must be.
+// `tru`, a number like `.5` or `--1`, a token that is no JSON value), else INVALID_ARGUMENT
+// saying what the field must be.
 ApiError TypeError(sj::value& v, error_code e, std::string_view field, std::string_view want) {
   if (!IsTypeError(e)) return SyntaxError(e, field);
   const std::string_view tok = Trim(v.raw_json_token());
@@ -145,6 +155,11 @@ ApiError TypeError(sj::value& v, error_code e, std::string_view field, std::stri
       tok != "false" && tok != "null") {
     return Err(ErrorCode::kInvalidJson,
                "request body is not valid JSON in field " + Quoted(field) + ": bad literal");
+  }
+  sj::json_type type;
+  if (v.type().get(type) != simdjson::SUCCESS || (type == sj::json_type::number && !IsJsonNumber(tok))) {
+    return Err(ErrorCode::kInvalidJson, "request body is not valid JSON in field " + Quoted(field) +
+                                            ": malformed value " + Quoted(tok));
   }
   std::string m = "field " + Quoted(field) + " must be " + std::string(want) + ", not ";
   m += TypeName(v);
@@ -376,12 +391,52 @@ ApiStatus ReadDocKey(sj::value v, std::string_view field, DocKey* out) {
                                            TypeName(v));
 }
 
-ApiStatus ReadEmbedding(sj::value v, std::string_view field, size_t dim_hint,
-                        std::vector<float>* out) {
-  sj::array arr;
-  if (auto e = v.get_array().get(arr)) return TypeError(v, e, field, "an array of numbers");
+namespace {
+
+// The fast path of ReadEmbedding: `raw`, an array's JSON text (as array::raw_json() gives it,
+// whitespace after the ']' included), parsed as numbers straight to float (fast_float: correctly
+// rounded). False, with `out` in any state, for anything else: a non-number element, a number
+// outside the float range, malformed text; the caller then takes the element-wise path, which
+// names the problem.
+bool ParseFloatArray(std::string_view raw, std::vector<float>* out) {
+  const char* p = raw.data();
+  const char* const end = p + raw.size();
+  auto skip_space = [&] {
+    while (p < end && IsJsonSpace(*p)) ++p;
+  };
+  if (p == end || *p != '[') return false;
+  ++p;
+  skip_space();
+  if (p < end && *p == ']') {
+    ++p;
+  } else {
+    for (;;) {
+      const char* number_end = JsonNumberEnd(p, end);
+      if (number_end == nullptr) return false;
+      float x;
+      const auto r = fast_float::from_chars(p, number_end, x);
+      if (r.ec != std::errc() || r.ptr != number_end || !std::isfinite(x)) return false;
+      out->push_back(x);
+      p = number_end;
+      skip_space();
+      if (p == end) return false;
+      if (*p == ']') {
+        ++p;
+        break;
+      }
+      if (*p != ',') return false;
+      ++p;
+      skip_space();
+    }
+  }
+  skip_space();
+  return p == end;
+}
+
+// The element-wise path: each element read by simdjson, errors naming the element.
+template <typename Array>
+ApiStatus ReadEmbeddingElements(Array& arr, std::string_view field, std::vector<float>* out) {
   out->clear();
-  out->reserve(dim_hint);
   for (auto er : arr) {
     sj::value el;
     if (auto e = std::move(er).get(el)) return SyntaxError(e, field);
@@ -402,6 +457,30 @@ ApiStatus ReadEmbedding(sj::value v, std::string_view field, size_t dim_hint,
     out->push_back(static_cast<float>(d));
   }
   return std::nullopt;
+}
+
+}  // namespace
+
+ApiStatus ReadEmbedding(sj::value v, std::string_view field, size_t dim_hint,
+                        std::vector<float>* out) {
+  sj::array arr;
+  if (auto e = v.get_array().get(arr)) return TypeError(v, e, field, "an array of numbers");
+  out->clear();
+  out->reserve(dim_hint);
+  std::string_view raw;
+  if (auto e = arr.raw_json().get(raw)) return SyntaxError(e, field);
+  if (ParseFloatArray(raw, out)) return std::nullopt;
+  // Not a plain array of finite floats: read it again element by element, as a document of its
+  // own, to say what is wrong. `raw` lies inside the request body, which is padded for simdjson
+  // (JsonBody::Parse) and continues past the array, so the padding simdjson reads is there.
+  thread_local sj::parser parser;
+  sj::document doc;
+  if (auto e = parser.iterate(simdjson::padded_string_view(raw.data(), raw.size(), raw.size() + simdjson::SIMDJSON_PADDING)).get(doc)) {
+    return SyntaxError(e, field);
+  }
+  sj::array elements;
+  if (auto e = doc.get_array().get(elements)) return SyntaxError(e, field);
+  return ReadEmbeddingElements(elements, field, out);
 }
 
 ApiStatus ReadMetadata(sj::value v, std::string_view field, Metadata* out) {
