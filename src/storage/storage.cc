@@ -118,6 +118,7 @@ Status Storage::Recover(RecoveryReport* report) {
   auto wal = Wal::Create(wo, next_segment, next_lsn);
   if (!wal.ok()) return wal.status();
   wal_ = std::move(wal).value();
+  applied_ = wal_->last_lsn();
   return Status::Ok();
 }
 
@@ -255,11 +256,26 @@ Status Storage::CollectGarbage() {
   return fs->SyncDir(opt_.dir);
 }
 
+void Storage::WaitForApplyTurn(Lsn first) {
+  std::unique_lock<std::mutex> l(apply_mu_);
+  apply_cv_.wait(l, [&] { return applied_ + 1 == first; });
+}
+
+void Storage::ApplyDone(Lsn last) {
+  {
+    std::lock_guard<std::mutex> l(apply_mu_);
+    applied_ = last;
+  }
+  apply_cv_.notify_all();
+}
+
 Result<Lsn> Storage::Write(const WalRecord& record, const std::function<Status()>& apply) {
   std::shared_lock<std::shared_mutex> gate(gate_);
   auto lsn = wal_->Append(record);
   if (!lsn.ok()) return lsn.status();
+  WaitForApplyTurn(*lsn);
   Status s = apply();
+  ApplyDone(*lsn);
   if (!s.ok()) {
     return Status::Internal("record " + std::to_string(*lsn) + " is logged but failed to apply: " +
                             s.ToString());
@@ -272,7 +288,16 @@ Status Storage::WriteBatch(const std::vector<const WalRecord*>& records,
   std::shared_lock<std::shared_mutex> gate(gate_);
   std::vector<Lsn> lsns;
   Status s = wal_->AppendBatch(records, &lsns);
-  for (size_t i = 0; i < lsns.size(); ++i) apply(i);
+  // In runs of consecutive LSNs: between two group commits of this batch, another writer's
+  // records may have been logged, and they are applied in between.
+  for (size_t begin = 0; begin < lsns.size();) {
+    size_t end = begin + 1;
+    while (end < lsns.size() && lsns[end] == lsns[end - 1] + 1) ++end;
+    WaitForApplyTurn(lsns[begin]);
+    for (size_t i = begin; i < end; ++i) apply(i);
+    ApplyDone(lsns[end - 1]);
+    begin = end;
+  }
   *logged = lsns.size();
   return s;
 }

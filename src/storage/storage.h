@@ -84,7 +84,10 @@ class Storage {
   ~Storage();
 
   // Logs `record` then runs `apply` (which must not fail for a record that passed the
-  // engine's validation). Returns the record's LSN.
+  // engine's validation). Returns the record's LSN. Concurrent writers apply their records in
+  // LSN order, the order recovery replays them in: a writer whose record was logged after
+  // another's waits for that one's apply, so the state served never differs from the state a
+  // restart rebuilds (two concurrent writes of one document end as the log says).
   Result<Lsn> Write(const WalRecord& record, const std::function<Status()>& apply);
   // Logs `records` in order with as few group commits as fit, then runs apply(i) for each one
   // that is durable per the policy (a prefix, all of them unless an error is returned);
@@ -120,6 +123,9 @@ class Storage {
   Status Replay(uint64_t first_segment, Lsn snapshot_lsn, RecoveryReport* report,
                 uint64_t* next_segment, Lsn* next_lsn);
   Status CollectGarbage();
+  // Applies in LSN order: blocks until every record before `first` is applied.
+  void WaitForApplyTurn(Lsn first);
+  void ApplyDone(Lsn last);  // every record up to `last` is applied
 
   StorageOptions opt_;
   StateMachine* sm_;
@@ -133,6 +139,9 @@ class Storage {
   std::thread bg_thread_;
   int64_t last_probe_ms_ = 0;  // used by Tick() only
   Manifest manifest_;          // guarded by manifest_mu_
+  std::mutex apply_mu_;
+  std::condition_variable apply_cv_;
+  Lsn applied_ = 0;  // guarded by apply_mu_: every record up to this LSN is applied
 };
 
 }  // namespace kyrodb::storage

@@ -10,35 +10,50 @@ InsertBatcher::InsertBatcher(Service& service, size_t max_batch)
       max_batch_(max_batch),
       max_gather_(service.config().persistence.fsync_policy == "always"
                       ? service.config().persistence.group_commit_wait_us
-                      : 0) {}
+                      : 0),
+      committer_([this] { Run(); }) {}
+
+InsertBatcher::~InsertBatcher() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  work_.notify_one();
+  committer_.join();
+}
 
 void InsertBatcher::Submit(RequestContext ctx, std::string collection, Document doc, Done done) {
-  std::vector<Item> batch;
+  bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back({std::move(ctx), std::move(collection), std::move(doc), std::move(done)});
-    if (leader_active_) {  // the leader will take it
-      if (gather_target_ > 0 && queue_.size() >= gather_target_) gathered_.notify_one();
-      return;
-    }
-    leader_active_ = true;
+    wake = committer_idle_ || (gather_target_ > 0 && queue_.size() >= gather_target_);
   }
+  if (wake) work_.notify_one();
+}
+
+void InsertBatcher::Run() {
   size_t last_size = 0;
   std::chrono::steady_clock::duration last_time{};
+  std::vector<Item> batch;
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      if (last_size > 1 && max_gather_.count() > 0) {
+      if (queue_.empty()) {
+        if (stop_) return;
+        committer_idle_ = true;
+        work_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+        committer_idle_ = false;
+        if (queue_.empty()) return;  // stopping, nothing left
+        last_size = 0;  // a writer that found the committer asleep does not wait for others
+      }
+      if (last_size > 1 && max_gather_.count() > 0 && !stop_) {
         // The writers just acknowledged come back on top of those that queued meanwhile.
         const size_t target = std::min(last_size + queue_.size(), max_batch_);
         const auto wait = std::min<std::chrono::steady_clock::duration>(max_gather_, last_time / 2);
         gather_target_ = target;
-        gathered_.wait_for(lock, wait, [&] { return queue_.size() >= target; });
+        work_.wait_for(lock, wait, [&] { return stop_ || queue_.size() >= target; });
         gather_target_ = 0;
-      }
-      if (queue_.empty()) {
-        leader_active_ = false;
-        return;
       }
       if (queue_.size() <= max_batch_) {
         batch.swap(queue_);

@@ -1,21 +1,22 @@
-// InsertBatcher: coalesces concurrent single-document inserts (gRPC Insert, HTTP /v1/insert) into Service::BulkInsert calls,
-// so that one WAL group commit (one fsync with fsync_policy: always) acknowledges many of them
-// without a blocked thread per waiting call — the callback API has only a few threads.
+// InsertBatcher: coalesces concurrent single-document inserts (gRPC Insert, HTTP /v1/insert) into
+// Service::BulkInsert calls, so that one WAL group commit (one fsync with fsync_policy: always)
+// acknowledges many of them.
 //
-// Leader/follower, no thread of its own: the submitter that finds no batch in progress becomes
-// the leader and runs batches (up to max_batch documents each, grouped by tenant and collection,
-// in arrival order) until the queue is empty; every other submitter enqueues and returns at once.
-// `done` runs on the leader's thread, once per submitted document.
+// One committer thread of its own runs the batches (up to max_batch documents each, grouped by
+// tenant and collection, in arrival order). Submit only enqueues (waking the committer if it
+// sleeps) and returns: the caller, an io thread or one of gRPC's few callback threads, never
+// waits for a commit. `done` runs on the committer thread, once per submitted document.
 //
 // Gathering (fsync_policy always, persistence.group_commit_wait_us > 0): writers acknowledged by
 // one commit send their next insert while the next commit is already under way, so C clients
 // split into two alternating groups of C/2 and every fsync carries half of them. After a commit
-// of n > 1 documents, with q queued meanwhile, the leader therefore waits until n + q documents
-// are queued (the acknowledged writers are back), or until min(group_commit_wait_us, half the
-// last commit's time) has passed — a short wait that merges the groups under load and never
-// happens for a lone writer (as PostgreSQL's commit_delay).
+// of n > 1 documents, with q queued meanwhile, the committer therefore waits until n + q
+// documents are queued (the acknowledged writers are back), or until min(group_commit_wait_us,
+// half the last commit's time) has passed — a short wait that merges the groups under load and
+// never happens for a lone writer (as PostgreSQL's commit_delay).
 //
-// Thread-safety: Submit may be called concurrently from any thread.
+// Thread-safety: Submit may be called concurrently from any thread. The destructor commits what
+// is queued (every `done` runs), then joins the committer.
 #pragma once
 
 #include <chrono>
@@ -24,6 +25,7 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "server/common/service.h"
@@ -35,6 +37,9 @@ class InsertBatcher {
   using Done = std::function<void(const ApiStatus&)>;
 
   InsertBatcher(Service& service, size_t max_batch);
+  ~InsertBatcher();
+  InsertBatcher(const InsertBatcher&) = delete;
+  InsertBatcher& operator=(const InsertBatcher&) = delete;
 
   void Submit(RequestContext ctx, std::string collection, Document doc, Done done);
 
@@ -45,16 +50,19 @@ class InsertBatcher {
     Document doc;
     Done done;
   };
+  void Run();  // the committer thread
   void RunBatch(std::vector<Item>& batch);
 
   Service& service_;
   const size_t max_batch_;
   const std::chrono::microseconds max_gather_;  // 0: never wait
   std::mutex mu_;
-  std::condition_variable gathered_;
-  std::vector<Item> queue_;  // guarded by mu_
-  bool leader_active_ = false;  // guarded by mu_
-  size_t gather_target_ = 0;    // guarded by mu_; > 0 while the leader waits for this many
+  std::condition_variable work_;  // the committer waits here for inserts (or for enough of them)
+  std::vector<Item> queue_;       // guarded by mu_
+  bool committer_idle_ = false;   // guarded by mu_: it sleeps until the queue is not empty
+  size_t gather_target_ = 0;      // guarded by mu_; > 0 while it waits for this many
+  bool stop_ = false;             // guarded by mu_
+  std::thread committer_;         // last: starts once the rest is built
 };
 
 }  // namespace kyrodb::server

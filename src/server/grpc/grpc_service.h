@@ -6,7 +6,8 @@
 // progress); an admitted call holds its CallGate::Pass until it finishes.
 //
 // Unary RPCs run on gRPC's callback threads; single Inserts are coalesced by an InsertBatcher
-// into Service::BulkInsert calls. Streams (grpc_streams.cc) handle one message at a time: a
+// into Service::BulkInsert calls, committed on the batcher's thread (a callback thread never
+// waits for an fsync). Streams (grpc_streams.cc) handle one message at a time: a
 // stream never has more than one read or write outstanding (back-pressure through HTTP/2 flow
 // control). Thread-safety: gRPC calls the handlers concurrently; the class holds no mutable state
 // besides the gate and the batcher.

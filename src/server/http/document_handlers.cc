@@ -80,15 +80,8 @@ void HandleInsert(HandlerContext& hc, HttpRequest& req, HttpResponse& resp) {
       WriteInserted(key, out);
     });
   };
-  if (!hc.run_submit) {
-    return hc.insert_batcher->Submit(hc.request_context, std::string(r.collection),
-                                     std::move(r.doc), std::move(done));
-  }
-  hc.run_submit([batcher = hc.insert_batcher, ctx = hc.request_context,
-                 collection = std::string(r.collection), doc = std::move(r.doc),
-                 done = std::move(done)]() mutable {
-    batcher->Submit(std::move(ctx), std::move(collection), std::move(doc), std::move(done));
-  });
+  hc.insert_batcher->Submit(hc.request_context, std::string(r.collection), std::move(r.doc),
+                            std::move(done));
 }
 
 namespace {

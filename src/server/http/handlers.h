@@ -69,12 +69,8 @@ struct HandlerContext {
   // nothing more (replies stay in request order) until the returned ResumeReply is called.
   // The deferred work must own everything it uses: req and the JSON parser are reused.
   std::function<ResumeReply()> defer;
-  // Coalesces single inserts into group commits (null: Service::Insert inline).
+  // Coalesces single inserts into group commits on its own thread (null: Service::Insert inline).
   InsertBatcher* insert_batcher = nullptr;
-  // Runs InsertBatcher::Submit on a committer thread (null: on the io thread). The submitter
-  // that finds no batch in progress leads the group commits until the queue is empty; on an io
-  // thread that would stall every other connection of the thread meanwhile.
-  std::function<void(std::function<void()>)> run_submit;
   // Runs a long blocking call (flush, snapshot, bulk insert) on a worker thread (null: inline).
   std::function<void(std::function<void()>)> run_blocking;
 };

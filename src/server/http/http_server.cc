@@ -145,9 +145,6 @@ class BlockingPool {
 };
 
 constexpr size_t kBlockingThreads = 2;
-// Committer threads calling InsertBatcher::Submit: while one leads a group commit (an fsync),
-// the other moves new inserts into the batcher's queue, so the next commit takes them all.
-constexpr size_t kSubmitThreads = 2;
 constexpr size_t kMaxInsertBatch = 512;  // documents per group commit (as gRPC)
 
 }  // namespace
@@ -205,7 +202,6 @@ class HttpServer::Impl {
   std::atomic<int> pending_{0};  // deferred requests not yet posted back
   InsertBatcher batcher_;
   std::unique_ptr<BlockingPool> blocking_;
-  std::unique_ptr<BlockingPool> submit_;
   std::optional<net::ssl::context> ssl_;  // tls.enabled
   std::mutex mu_;             // only for cv_ during Stop
   std::condition_variable cv_;
@@ -532,16 +528,12 @@ Status HttpServer::Impl::Start() {
     if (Status st = SetUpTls(); !st.ok()) return st;
   }
   blocking_ = std::make_unique<BlockingPool>(kBlockingThreads);
-  submit_ = std::make_unique<BlockingPool>(kSubmitThreads);
   const uint32_t threads = std::max<uint32_t>(1, cfg.http_threads);
   for (uint32_t i = 0; i < threads; ++i) {
     workers_.push_back(std::make_unique<Worker>(service_));
     HandlerContext& hc = workers_.back()->hc;
     hc.insert_batcher = &batcher_;
     hc.run_blocking = [pool = blocking_.get()](std::function<void()> task) {
-      pool->Post(std::move(task));
-    };
-    hc.run_submit = [pool = submit_.get()](std::function<void()> task) {
       pool->Post(std::move(task));
     };
   }
@@ -712,7 +704,6 @@ void HttpServer::Impl::Stop(std::chrono::milliseconds drain) {
     cv_.wait(lock, [this] { return pending_.load() == 0; });
   }
   if (blocking_) blocking_->Stop();
-  if (submit_) submit_->Stop();
   guards_.clear();
   for (auto& w : workers_) {
     if (w->thread.joinable()) w->thread.join();
