@@ -11,6 +11,7 @@ InsertBatcher::InsertBatcher(Service& service, size_t max_batch)
       max_gather_(service.config().persistence.fsync_policy == "always"
                       ? service.config().persistence.group_commit_wait_us
                       : 0),
+      acker_([this] { RunAcks(); }),
       committer_([this] { Run(); }) {}
 
 InsertBatcher::~InsertBatcher() {
@@ -19,7 +20,27 @@ InsertBatcher::~InsertBatcher() {
     stop_ = true;
   }
   work_.notify_one();
-  committer_.join();
+  committer_.join();  // commits what is queued, hands over its acknowledgements
+  {
+    std::lock_guard<std::mutex> lock(ack_mu_);
+    ack_stop_ = true;
+  }
+  ack_ready_.notify_one();
+  acker_.join();
+}
+
+void InsertBatcher::RunAcks() {
+  std::vector<Ack> acks;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(ack_mu_);
+      ack_ready_.wait(lock, [&] { return ack_stop_ || !acks_.empty(); });
+      if (acks_.empty()) return;  // stopping, nothing left
+      acks.swap(acks_);
+    }
+    for (Ack& a : acks) a.done(a.result);
+    acks.clear();
+  }
 }
 
 void InsertBatcher::Submit(RequestContext ctx, std::string collection, Document doc, Done done) {
@@ -75,6 +96,8 @@ void InsertBatcher::RunBatch(std::vector<Item>& batch) {
   std::vector<bool> taken(batch.size(), false);
   std::vector<size_t> group;  // indices into batch of one (tenant, collection)
   std::vector<Document> docs;
+  std::vector<Ack> acks;
+  acks.reserve(batch.size());
   for (size_t first = 0; first < batch.size(); ++first) {
     if (taken[first]) continue;
     group.clear();
@@ -102,9 +125,18 @@ void InsertBatcher::RunBatch(std::vector<Item>& batch) {
         results[j] = ApiError{ErrorCode::kInternal, "insert failed (batch of " +
                                                         std::to_string(group.size()) + ")"};
       }
-      batch[group[j]].done(results[j]);
+      acks.push_back({std::move(batch[group[j]].done), std::move(results[j])});
     }
   }
+  {
+    std::lock_guard<std::mutex> lock(ack_mu_);
+    if (acks_.empty()) {
+      acks_.swap(acks);
+    } else {
+      acks_.insert(acks_.end(), std::make_move_iterator(acks.begin()), std::make_move_iterator(acks.end()));
+    }
+  }
+  ack_ready_.notify_one();
 }
 
 }  // namespace kyrodb::server

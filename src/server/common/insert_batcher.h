@@ -5,7 +5,9 @@
 // One committer thread of its own runs the batches (up to max_batch documents each, grouped by
 // tenant and collection, in arrival order). Submit only enqueues (waking the committer if it
 // sleeps) and returns: the caller, an io thread or one of gRPC's few callback threads, never
-// waits for a commit. `done` runs on the committer thread, once per submitted document.
+// waits for a commit. `done` runs once per submitted document on a second thread, the acker, so
+// that acknowledging one batch (a gRPC reply is written by the thread that finishes the call)
+// overlaps the next batch's commit instead of delaying it.
 //
 // Gathering (fsync_policy always, persistence.group_commit_wait_us > 0): writers acknowledged by
 // one commit send their next insert while the next commit is already under way, so C clients
@@ -50,8 +52,13 @@ class InsertBatcher {
     Document doc;
     Done done;
   };
+  struct Ack {
+    Done done;
+    ApiStatus result;
+  };
   void Run();  // the committer thread
   void RunBatch(std::vector<Item>& batch);
+  void RunAcks();  // the acker thread
 
   Service& service_;
   const size_t max_batch_;
@@ -62,7 +69,14 @@ class InsertBatcher {
   bool committer_idle_ = false;   // guarded by mu_: it sleeps until the queue is not empty
   size_t gather_target_ = 0;      // guarded by mu_; > 0 while it waits for this many
   bool stop_ = false;             // guarded by mu_
-  std::thread committer_;         // last: starts once the rest is built
+
+  std::mutex ack_mu_;
+  std::condition_variable ack_ready_;
+  std::vector<Ack> acks_;         // guarded by ack_mu_
+  bool ack_stop_ = false;         // guarded by ack_mu_
+
+  std::thread acker_;             // last: they start once the rest is built
+  std::thread committer_;
 };
 
 }  // namespace kyrodb::server
