@@ -30,11 +30,14 @@
 #include <fstream>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "server/common/insert_batcher.h"
 #include "server/common/service.h"
 #include "server/http/handlers.h"
 #include "server/http/http_server.h"
@@ -1515,6 +1518,48 @@ TEST_F(HttpGroupCommitTest, ConcurrentInsertsOverKeepAliveAreAllAcknowledgedAndR
   EXPECT_LT(fsyncs, records) << metrics;
   std::printf("[          ] %d inserts: %.0f WAL records, %.0f fsyncs\n", kClients * kPerClient,
               records, fsyncs);
+}
+
+TEST_F(HttpGroupCommitTest, InsertBatcherCommitsOffTheSubmittersThreadsAndDrainsOnDestruction) {
+  // Submit only enqueues: the submitters' threads never run a commit or an acknowledgement
+  // (a gRPC callback thread or an io thread must not wait through an fsync). Destroying the
+  // batcher commits and acknowledges everything still queued.
+  constexpr int kSubmitters = 4, kPerSubmitter = 50;
+  std::mutex mu;
+  std::set<std::thread::id> submitter_ids;
+  std::vector<std::thread::id> done_ids;
+  std::vector<int> failed;
+  auto batcher = std::make_unique<InsertBatcher>(*service_, 512);
+  std::vector<std::thread> submitters;
+  for (int t = 0; t < kSubmitters; ++t) {
+    submitters.emplace_back([&, t] {
+      {
+        std::lock_guard<std::mutex> l(mu);
+        submitter_ids.insert(std::this_thread::get_id());
+      }
+      for (int i = 0; i < kPerSubmitter; ++i) {
+        const int id = 1 + t * kPerSubmitter + i;
+        Document doc{DocKey::Numeric(static_cast<uint64_t>(id)), {1, 2, 3, static_cast<float>(id)}, {}};
+        batcher->Submit(RequestContext{}, "", std::move(doc), [&, id](const ApiStatus& e) {
+          std::lock_guard<std::mutex> l(mu);
+          done_ids.push_back(std::this_thread::get_id());
+          if (e) failed.push_back(id);
+        });
+      }
+    });
+  }
+  for (auto& t : submitters) t.join();
+  batcher.reset();  // returns once every submitted insert is acknowledged
+  ASSERT_EQ(done_ids.size(), static_cast<size_t>(kSubmitters * kPerSubmitter));
+  EXPECT_TRUE(failed.empty()) << failed.size() << " inserts failed, the first: " << failed.front();
+  for (const auto& id : done_ids) EXPECT_EQ(submitter_ids.count(id), 0u);
+  Client c = Connect();
+  for (int id = 1; id <= kSubmitters * kPerSubmitter; ++id) {
+    ASSERT_EQ(c.Post("/v1/query", "{\"doc_id\": " + std::to_string(id) + "}").status, 200u) << id;
+  }
+  // Group commits: fewer fsyncs than documents.
+  const std::string metrics = c.Get("/metrics").body;
+  EXPECT_LT(MetricValue(metrics, "kyrodb_wal_fsyncs_total"), kSubmitters * kPerSubmitter) << metrics;
 }
 
 TEST_F(HttpGroupCommitTest, PipelinedInsertsAndReadsAreAnsweredInOrder) {
