@@ -15,7 +15,11 @@ uint64_t SearchCache::HashOf(const SearchRequest& r) {
                       r.include_metadata);
 }
 
-bool SearchCache::SameRequest(const Entry& e, const SearchRequest& r) {
+SearchCache::Key SearchCache::KeyOf(const SearchRequest& r) {
+  return Key{r.query, r.k, r.ef, r.min_score, r.has_min_score, r.include_embeddings, r.include_metadata};
+}
+
+bool SearchCache::SameRequest(const Key& e, const SearchRequest& r) {
   // min_score compared as bits, as hashed (a NaN never reaches a search: it is refused).
   return e.k == r.k && e.ef == r.ef && e.has_min_score == r.has_min_score &&
          std::memcmp(&e.min_score, &r.min_score, sizeof(float)) == 0 &&
@@ -29,7 +33,7 @@ std::optional<std::vector<SearchHit>> SearchCache::Lookup(const SearchRequest& r
   if (capacity_ == 0) return std::nullopt;
   std::lock_guard<std::mutex> l(mu_);
   auto it = index_.find(hash);
-  if (it == index_.end() || it->second->generation != generation || !SameRequest(*it->second, r)) {
+  if (it == index_.end() || it->second->generation != generation || !SameRequest(it->second->key, r)) {
     ++misses_;
     return std::nullopt;
   }
@@ -45,24 +49,15 @@ void SearchCache::Insert(const SearchRequest& r, uint64_t hash, uint64_t generat
   auto it = index_.find(hash);
   if (it != index_.end()) {
     Entry& e = *it->second;
-    const bool same = SameRequest(e, r);
+    const bool same = SameRequest(e.key, r);
     if (same && e.generation >= generation) return;  // keep the newer answer
-    if (!same) {  // a collision: the slot now holds this request
-      e.query = r.query;
-      e.k = r.k;
-      e.ef = r.ef;
-      e.min_score = r.min_score;
-      e.has_min_score = r.has_min_score;
-      e.include_embeddings = r.include_embeddings;
-      e.include_metadata = r.include_metadata;
-    }
+    if (!same) e.key = KeyOf(r);  // a collision: the slot now holds this request
     e.generation = generation;
     e.hits = hits;
     lru_.splice(lru_.begin(), lru_, it->second);
     return;
   }
-  lru_.push_front(Entry{hash, r.query, r.k, r.ef, r.min_score, r.has_min_score, r.include_embeddings,
-                        r.include_metadata, generation, hits});
+  lru_.push_front(Entry{hash, KeyOf(r), generation, hits});
   index_.emplace(hash, lru_.begin());
   if (lru_.size() > capacity_) {
     index_.erase(lru_.back().hash);

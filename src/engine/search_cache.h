@@ -41,16 +41,21 @@ class SearchCache {
   size_t size() const;
 
  private:
-  struct Entry {
-    uint64_t hash;
-    std::vector<float> query;  // with the fields below: the request, to tell a collision
+  // What decides a search's answer, kept to tell a collision from a repeat.
+  struct Key {
+    std::vector<float> query;
     uint32_t k, ef;
     float min_score;
     bool has_min_score, include_embeddings, include_metadata;
+  };
+  struct Entry {
+    uint64_t hash;
+    Key key;
     uint64_t generation;
     std::vector<SearchHit> hits;
   };
-  static bool SameRequest(const Entry& e, const SearchRequest& r);
+  static Key KeyOf(const SearchRequest& r);
+  static bool SameRequest(const Key& key, const SearchRequest& r);
 
   const size_t capacity_;
   mutable std::mutex mu_;
