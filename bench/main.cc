@@ -8,6 +8,7 @@
 #include "engine_bench.h"
 #include "limits_bench.h"
 #include "load_bench.h"
+#include "loopback_bench.h"
 #include "server_bench.h"
 #include "storage_bench.h"
 
@@ -29,6 +30,8 @@ int main(int argc, char** argv) {
   CLI::App* load_cmd = kyrodb::bench::AddLoadCommand(&app, &load);
   kyrodb::bench::ServerBenchConfig server;
   CLI::App* server_cmd = kyrodb::bench::AddServerCommand(&app, &server);
+  kyrodb::bench::LoopbackBenchConfig loopback;
+  CLI::App* loopback_cmd = kyrodb::bench::AddLoopbackCommand(&app, &loopback);
   kyrodb::bench::LimitsBenchConfig limits;
   CLI::App* limits_cmd = kyrodb::bench::AddLimitsCommand(&app, &limits);
 
@@ -39,6 +42,7 @@ int main(int argc, char** argv) {
   if (engine_cmd->parsed()) return kyrodb::bench::RunEngineBench(engine);
   if (load_cmd->parsed()) return kyrodb::bench::RunLoadBench(load);
   if (server_cmd->parsed()) return kyrodb::bench::RunServerBench(server);
+  if (loopback_cmd->parsed()) return kyrodb::bench::RunLoopbackBench(loopback);
   if (limits_cmd->parsed()) return kyrodb::bench::RunLimitsBench(limits);
   return 1;
 }
