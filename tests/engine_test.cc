@@ -351,7 +351,10 @@ TEST(EngineTest, RepeatedSearchIsServedFromTheResultCacheUntilAWrite) {
   r.k = 3;
   auto first = (*c)->Search(r);
   ASSERT_TRUE(first.ok());
+  // The first miss only marks the request (the doorkeeper); the second miss caches its answer.
   const uint64_t hits_before = (*c)->Stats().search_cache_hits;
+  ASSERT_TRUE((*c)->Search(r).ok());
+  EXPECT_EQ((*c)->Stats().search_cache_hits, hits_before);
   auto second = (*c)->Search(r);
   ASSERT_TRUE(second.ok());
   EXPECT_EQ((*c)->Stats().search_cache_hits, hits_before + 1);
@@ -406,6 +409,15 @@ TEST(SearchCacheTest, AnswersOnlyTheSameRequestAtTheSameGenerationAndStaysBounde
   EXPECT_EQ((*got)[0].key.id, 22u);
   EXPECT_FALSE(cache.Lookup(a, ha, 7).has_value());
   EXPECT_EQ(cache.size(), 1u);
+
+  // Admission: a hash is admitted at its second miss; a colliding slot forgets the first.
+  SearchCache fresh(2);
+  EXPECT_FALSE(fresh.Admit(ha));
+  EXPECT_TRUE(fresh.Admit(ha));
+  const uint64_t same_slot = ha + (uint64_t{1} << 40);  // the doorkeeper is far smaller than 2^40
+  EXPECT_FALSE(fresh.Admit(same_slot));
+  EXPECT_FALSE(fresh.Admit(ha));
+  EXPECT_FALSE(SearchCache(0).Admit(ha));
 
   // Bounded: the least recently used entry goes.
   SearchRequest c = a, d = a;

@@ -262,7 +262,7 @@ Result<std::vector<SearchHit>> Collection::Impl::Search(const SearchRequest& req
     return std::move(*cached);
   }
   auto result = SearchUncached(req, path);
-  if (result.ok()) search_cache_.Insert(req, hash, generation, *result);
+  if (result.ok() && search_cache_.Admit(hash)) search_cache_.Insert(req, hash, generation, *result);
   return result;
 }
 

@@ -7,6 +7,31 @@
 
 namespace kyrodb {
 
+namespace {
+
+// Doorkeeper slots per cache entry: a request is remembered across a few cache-fulls of others.
+constexpr size_t kDoorkeeperPerEntry = 4;
+
+size_t DoorkeeperSize(size_t capacity) {
+  size_t n = 1;
+  while (n < capacity * kDoorkeeperPerEntry) n <<= 1;
+  return n;
+}
+
+}  // namespace
+
+SearchCache::SearchCache(size_t capacity)
+    : capacity_(capacity), doorkeeper_(capacity == 0 ? 0 : DoorkeeperSize(capacity), 0) {}
+
+bool SearchCache::Admit(uint64_t hash) {
+  if (capacity_ == 0) return false;
+  std::lock_guard<std::mutex> l(mu_);
+  uint64_t& slot = doorkeeper_[hash & (doorkeeper_.size() - 1)];
+  if (slot == hash) return true;
+  slot = hash;
+  return false;
+}
+
 uint64_t SearchCache::HashOf(const SearchRequest& r) {
   const std::string_view bytes(reinterpret_cast<const char*>(r.query.data()), r.query.size() * sizeof(float));
   uint32_t min_score_bits = 0;

@@ -8,6 +8,10 @@
 // passed to Lookup and Insert) and keep the request's query and parameters: a lookup answers
 // only a request equal to the stored one, so two requests whose hashes collide share a slot
 // (the later insert replaces the earlier) but never each other's answer.
+// Admission (TinyLFU's doorkeeper): most searches are never repeated, and filling the cache
+// with one (copying its hits and query, evicting another) costs a few µs. The first miss of a
+// request only remembers its hash in a small direct-mapped table; Admit() says yes from its
+// second miss on, so a repeated request is answered from the cache from its third time.
 // Thread-safety: all methods may be called concurrently (one mutex; a lookup is a hash probe
 // plus a vector compare, far below a search's cost).
 #pragma once
@@ -26,11 +30,15 @@ namespace kyrodb {
 
 class SearchCache {
  public:
-  explicit SearchCache(size_t capacity) : capacity_(capacity) {}
+  explicit SearchCache(size_t capacity);
 
   // The hash of everything that decides a search's answer (query, k, ef, min_score, what is
   // included); the filter is not part of it: filtered searches are not cached.
   static uint64_t HashOf(const SearchRequest& r);
+
+  // After a miss: whether to Insert the answer. True when `hash` missed before (and is still
+  // remembered); else remembers it and says no.
+  bool Admit(uint64_t hash);
 
   // `hash` is HashOf(r).
   std::optional<std::vector<SearchHit>> Lookup(const SearchRequest& r, uint64_t hash, uint64_t generation);
@@ -61,6 +69,7 @@ class SearchCache {
   mutable std::mutex mu_;
   std::list<Entry> lru_;  // front: most recent
   absl::flat_hash_map<uint64_t, std::list<Entry>::iterator> index_;
+  std::vector<uint64_t> doorkeeper_;  // hashes of requests that missed once; a power of 2 long
   uint64_t hits_ = 0, misses_ = 0;
 };
 
