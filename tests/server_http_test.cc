@@ -24,6 +24,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <chrono>
+#include <fast_float/fast_float.h>
 #include <fmt/format.h>
 #include <cmath>
 #include <cstdlib>
@@ -286,6 +287,67 @@ TEST_F(DecoderTest, EmbeddingsParseExactlyWhateverTheSpacingAndNameTheBadElement
     EXPECT_TRUE(Fails(Decode(std::string(R"({"doc_id": 1, "embedding": [0.5, )") + bad + "]}",
                              [&](JsonBody& b) { return http::DecodeInsert(b, 0, &r); }),
                       ErrorCode::kInvalidJson));
+  }
+}
+
+TEST_F(DecoderTest, EmbeddingNumbersRoundToTheNearestFloatLikeFastFloat) {
+  // The decoder's own fast path (Clinger's, via double) against fast_float's correctly rounded
+  // decimal-to-float conversion, over numbers of every shape: shortest float forms, 17-digit
+  // doubles, decimals next to the midpoint between two floats, long random digit strings.
+  std::mt19937_64 rng(11);
+  for (int body = 0; body < 40; ++body) {
+    std::vector<std::string> numbers;
+    while (numbers.size() < 1000) {
+      std::string t;
+      switch (rng() % 4) {
+        case 0: {
+          const uint32_t bits = static_cast<uint32_t>(rng());
+          float f;
+          std::memcpy(&f, &bits, sizeof(f));
+          if (!std::isfinite(f)) continue;
+          t = fmt::format("{}", f);
+          break;
+        }
+        case 1: {
+          const double d = std::ldexp(static_cast<double>(rng() >> 11), static_cast<int>(rng() % 200) - 150);
+          t = fmt::format("{:.17g}", (rng() % 2) ? -d : d);
+          break;
+        }
+        case 2: {
+          const float f = static_cast<float>(static_cast<double>(rng() % 2000000) / static_cast<double>(1 + rng() % 1000));
+          const float next = std::nextafter(f, std::numeric_limits<float>::infinity());
+          const double midpoint = (static_cast<double>(f) + static_cast<double>(next)) / 2;
+          t = fmt::format("{:.{}g}", midpoint, 6 + static_cast<int>(rng() % 14));
+          break;
+        }
+        default: {
+          t = (rng() % 2) ? "-" : "";
+          t += static_cast<char>('1' + rng() % 9);
+          const size_t digits = rng() % 25;
+          for (size_t i = 0; i < digits; ++i) t += static_cast<char>('0' + rng() % 10);
+          if (rng() % 2) t += "." + std::to_string(rng() % 100000);
+          if (rng() % 3 == 0) t += fmt::format("e{}", static_cast<int>(rng() % 80) - 40);
+        }
+      }
+      float reference;
+      const auto r = fast_float::from_chars(t.data(), t.data() + t.size(), reference);
+      if (r.ec != std::errc() || r.ptr != t.data() + t.size() || !std::isfinite(reference)) continue;
+      numbers.push_back(t);
+    }
+    std::string text = R"({"doc_id": 1, "embedding": [)";
+    for (size_t i = 0; i < numbers.size(); ++i) text += (i ? "," : "") + numbers[i];
+    text += "]}";
+    http::InsertRequest r;
+    ASSERT_FALSE(Decode(text, [&](JsonBody& b) { return http::DecodeInsert(b, 0, &r); }));
+    ASSERT_EQ(r.doc.embedding.size(), numbers.size());
+    for (size_t i = 0; i < numbers.size(); ++i) {
+      float want;
+      fast_float::from_chars(numbers[i].data(), numbers[i].data() + numbers[i].size(), want);
+      uint32_t got_bits, want_bits;
+      std::memcpy(&got_bits, &r.doc.embedding[i], sizeof(got_bits));
+      std::memcpy(&want_bits, &want, sizeof(want_bits));
+      ASSERT_EQ(got_bits, want_bits) << numbers[i];
+    }
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <utility>
@@ -393,9 +394,88 @@ ApiStatus ReadDocKey(sj::value v, std::string_view field, DocKey* out) {
 
 namespace {
 
+constexpr double kExactPowersOf10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                       1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                       1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+// One JSON number at p (grammar checked in the same pass), as the float nearest to it. Returns
+// the end of the number, or nullptr if none starts at p or it is outside the float range.
+// Clinger's fast path: a decimal of at most 19 significant digits with mantissa <= 2^53 and
+// |exponent| <= 22 is one correctly rounded double operation. The double is then rounded to
+// float, which equals rounding the decimal to float unless the double fell exactly on a
+// midpoint between two floats (every such midpoint is a double, so a decimal on one side of it
+// never rounds to the other side); that case, subnormals and the rest go to fast_float.
+const char* ParseJsonFloat(const char* p, const char* end, float* out) {
+  const char* const start = p;
+  const bool negative = p < end && *p == '-';
+  if (negative) ++p;
+  if (p == end || !IsDigit(*p)) return nullptr;
+  uint64_t mantissa = 0;
+  int digits = 0;       // significant digits in mantissa
+  int64_t exponent = 0;  // value = mantissa * 10^exponent, unless truncated
+  bool truncated = false;
+  if (*p == '0') {
+    ++p;
+    if (p < end && IsDigit(*p)) return nullptr;  // no leading zeros
+  } else {
+    for (; p < end && IsDigit(*p); ++p) {
+      if (digits < 19) {
+        mantissa = mantissa * 10 + static_cast<uint64_t>(*p - '0');
+        ++digits;
+      } else {
+        ++exponent;
+        truncated = true;
+      }
+    }
+  }
+  if (p < end && *p == '.') {
+    ++p;
+    if (p == end || !IsDigit(*p)) return nullptr;
+    for (; p < end && IsDigit(*p); ++p) {
+      if (digits < 19) {
+        mantissa = mantissa * 10 + static_cast<uint64_t>(*p - '0');
+        if (mantissa != 0) ++digits;  // leading zeros are not significant
+        --exponent;
+      } else {
+        truncated = true;
+      }
+    }
+  }
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    ++p;
+    bool negative_exponent = false;
+    if (p < end && (*p == '+' || *p == '-')) negative_exponent = *p++ == '-';
+    if (p == end || !IsDigit(*p)) return nullptr;
+    int64_t e = 0;
+    for (; p < end && IsDigit(*p); ++p) {
+      if (e < 1'000'000) e = e * 10 + (*p - '0');
+    }
+    exponent += negative_exponent ? -e : e;
+  }
+  if (!truncated && mantissa <= (uint64_t{1} << 53) && exponent >= -22 && exponent <= 22) {
+    double d = static_cast<double>(mantissa);
+    d = exponent < 0 ? d / kExactPowersOf10[-exponent] : d * kExactPowersOf10[exponent];
+    uint64_t bits;
+    std::memcpy(&bits, &d, sizeof(bits));
+    const bool on_float_midpoint = (bits & ((uint64_t{1} << 29) - 1)) == (uint64_t{1} << 28);
+    if (!on_float_midpoint && (d == 0 || d >= static_cast<double>(std::numeric_limits<float>::min()))) {
+      const float f = static_cast<float>(d);
+      if (std::isfinite(f)) {
+        *out = negative ? -f : f;
+        return p;
+      }
+    }
+  }
+  float x;
+  const auto r = fast_float::from_chars(start, p, x);
+  if (r.ec != std::errc() || r.ptr != p || !std::isfinite(x)) return nullptr;
+  *out = x;
+  return p;
+}
+
 // The fast path of ReadEmbedding: `raw`, an array's JSON text (as array::raw_json() gives it,
-// whitespace after the ']' included), parsed as numbers straight to float (fast_float: correctly
-// rounded). False, with `out` in any state, for anything else: a non-number element, a number
+// whitespace after the ']' included), parsed as numbers straight to float (ParseJsonFloat:
+// correctly rounded). False, with `out` in any state, for anything else: a non-number element, a number
 // outside the float range, malformed text; the caller then takes the element-wise path, which
 // names the problem.
 bool ParseFloatArray(std::string_view raw, std::vector<float>* out) {
@@ -411,11 +491,9 @@ bool ParseFloatArray(std::string_view raw, std::vector<float>* out) {
     ++p;
   } else {
     for (;;) {
-      const char* number_end = JsonNumberEnd(p, end);
-      if (number_end == nullptr) return false;
       float x;
-      const auto r = fast_float::from_chars(p, number_end, x);
-      if (r.ec != std::errc() || r.ptr != number_end || !std::isfinite(x)) return false;
+      const char* number_end = ParseJsonFloat(p, end, &x);
+      if (number_end == nullptr) return false;
       out->push_back(x);
       p = number_end;
       skip_space();
