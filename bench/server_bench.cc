@@ -167,47 +167,49 @@ Status BulkLoad(const std::string& target, const FloatMatrix& base, size_t strea
 }
 
 struct InProcessResult {
-  double build_s = 0;
+  double open_s = 0;
   double seconds = 0;
   uint64_t searches = 0;
   std::vector<double> latency_us;
   double cpu_s = 0;
-  double server_cpu_s = 0;   // the idle server meanwhile
   double machine_busy_s = 0;
 };
 
-// The reference: the engine in this process on the same vectors (same collection options as
-// the server's default collection), one flush, then `threads` threads searching for warm-up +
-// window through the same query cycle, the result cache bypassed.
-Result<InProcessResult> InProcessSearch(const ServerBenchConfig& c, const ClusteredData& data, const std::string& dir,
-                                        const ServerProcess& server) {
+// The reference: the engine in this process on a copy of the search server's data directory
+// (its snapshot: the same HNSW graph, so both search the same graph; two graphs built by
+// separate flushes differ in search cost by several percent), `threads` threads searching for
+// warm-up + window through the same query cycle, the result cache bypassed. Nothing else runs
+// meanwhile (the server is stopped).
+Result<InProcessResult> InProcessSearch(const ServerBenchConfig& c, const ClusteredData& data,
+                                        const std::string& data_dir) {
   DatabaseOptions o;
-  o.data_dir = dir;
+  o.data_dir = data_dir;
   o.fsync_policy = FsyncPolicy::kNever;
   o.start_background = false;
-  o.max_vectors_per_collection = static_cast<uint32_t>(c.n + 1024);
-  auto db = Database::Open(o);
-  if (!db.ok()) return db.status();
-  CollectionOptions co;
-  co.dimension = static_cast<uint32_t>(c.dim);
-  co.metric = Metric::kCosine;
-  auto coll = (*db)->CreateCollection("bench", "docs", co);
-  if (!coll.ok()) return coll.status();
-  Collection& col = **coll;
+  o.max_vectors_per_collection = 1u << 24;  // as the server (hnsw.max_elements)
   InProcessResult r;
   const auto b0 = Clock::now();
-  for (size_t i = 0; i < c.n; ++i) {
-    Document d{DocKey::Numeric(i + 1), std::vector<float>(data.base.Row(i), data.base.Row(i) + c.dim),
-               {{"i", std::to_string(i)}}};
-    if (Status s = col.Upsert(d); !s.ok()) return s;
-  }
-  if (auto f = col.Flush(); !f.ok()) return f.status();
-  r.build_s = Seconds(b0, Clock::now());
+  auto db = Database::Open(o);
+  if (!db.ok()) return db.status();
+  auto coll = (*db)->GetCollection("default", "default");
+  if (!coll.ok()) return coll.status();
+  Collection& col = **coll;
+  r.open_s = Seconds(b0, Clock::now());
 
   SearchRequest req;
   req.k = c.k;
   req.ef = c.ef;
   req.use_result_cache = false;
+  {
+    SearchRequest probe = req;
+    probe.query.assign(data.queries.Row(0), data.queries.Row(0) + c.dim);
+    auto hits = col.Search(probe);
+    if (!hits.ok()) return hits.status();
+    if (hits->size() != std::min<size_t>(c.k, c.n)) {
+      return Status::Internal("in-process: the snapshot's collection answered " + std::to_string(hits->size()) +
+                              " hits, want " + std::to_string(std::min<size_t>(c.k, c.n)));
+    }
+  }
   std::atomic<size_t> next{0};
   std::atomic<bool> stop{false};
   const auto begin = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(c.warmup_s));
@@ -229,10 +231,9 @@ Result<InProcessResult> InProcessSearch(const ServerBenchConfig& c, const Cluste
     });
   }
   std::this_thread::sleep_until(begin);
-  const double cpu0 = ProcessCpuSeconds(), server0 = server.CpuSeconds(), busy0 = MachineBusyCpuSeconds();
+  const double cpu0 = ProcessCpuSeconds(), busy0 = MachineBusyCpuSeconds();
   std::this_thread::sleep_until(end);
   r.cpu_s = ProcessCpuSeconds() - cpu0;
-  r.server_cpu_s = server.CpuSeconds() - server0;
   r.machine_busy_s = MachineBusyCpuSeconds() - busy0;
   stop.store(true);
   for (auto& t : pool) t.join();
@@ -495,8 +496,27 @@ int RunServerBench(const ServerBenchConfig& c) {
            .Add("flush_s", flush_s)
            .Add("flush_reply", flushed->body));
 
-  std::fprintf(stderr, "[server] in-process reference: building the same collection\n");
-  auto inproc = InProcessSearch(c, *data, scratch.path + "/inprocess", *search_server);
+  // A snapshot, then the server stops and the reference runs on a copy of its data directory:
+  // the server, restarted, and the reference load the same HNSW graph from it.
+  auto snapshotted = HttpCall(runner.http, "POST", "/v1/snapshot", "{}", kFlushTimeout);
+  if (!snapshotted.ok() || snapshotted->status != 200) {
+    std::fprintf(stderr, "server: snapshot failed: %s\n",
+                 snapshotted.ok() ? snapshotted->body.c_str() : snapshotted.status().ToString().c_str());
+    return 1;
+  }
+  stop(search_server, "search (loaded)");
+  {
+    std::error_code ec;
+    fs::create_directories(scratch.path + "/inprocess", ec);
+    fs::copy(scratch.path + "/search/data", scratch.path + "/inprocess/data", fs::copy_options::recursive, ec);
+    if (ec) {
+      std::fprintf(stderr, "server: copying the snapshot: %s\n", ec.message().c_str());
+      return 1;
+    }
+    fs::remove(scratch.path + "/search/ports.json", ec);
+  }
+  std::fprintf(stderr, "[server] in-process reference: the server's snapshot, opened in this process\n");
+  auto inproc = InProcessSearch(c, *data, scratch.path + "/inprocess/data");
   {
     std::error_code ec;
     fs::remove_all(scratch.path + "/inprocess", ec);
@@ -507,8 +527,13 @@ int RunServerBench(const ServerBenchConfig& c) {
   }
   const double inproc_qps = inproc->searches / inproc->seconds;
   const double inproc_cpu_us = inproc->searches ? inproc->cpu_s * 1e6 / inproc->searches : 0.0;
-  runner.max_other_share = (inproc->machine_busy_s - inproc->cpu_s - inproc->server_cpu_s) /
+  runner.max_other_share = (inproc->machine_busy_s - inproc->cpu_s) /
                            (inproc->seconds * std::max(1u, std::thread::hardware_concurrency()));
+  search_server = start("search", {"--set", "hot_tier.max_size_mb=" + std::to_string(load_mb)});
+  if (!search_server) return 1;
+  runner.server = search_server.get();
+  runner.http = {"127.0.0.1", search_server->http_port()};
+  runner.grpc_target = "127.0.0.1:" + std::to_string(search_server->grpc_port());
   Emit(JsonLine()
            .Add("bench", "server_inprocess_search")
            .Add("threads", static_cast<uint64_t>(c.server_threads))
@@ -521,11 +546,11 @@ int RunServerBench(const ServerBenchConfig& c) {
            .Add("p99_us", Percentile(inproc->latency_us, 99))
            .Add("cpu_s", inproc->cpu_s)
            .Add("cpu_us_per_search", inproc_cpu_us)
-           .Add("idle_server_cpu_s", inproc->server_cpu_s)
            .Add("machine_busy_cpu_s", inproc->machine_busy_s)
-           .Add("other_processes_cpu_s", inproc->machine_busy_s - inproc->cpu_s - inproc->server_cpu_s)
-           .Add("build_s", inproc->build_s)
-           .Add("note", "kyrodb::Database in this process, same vectors, one flush, use_result_cache=false"));
+           .Add("other_processes_cpu_s", inproc->machine_busy_s - inproc->cpu_s)
+           .Add("open_s", inproc->open_s)
+           .Add("note", "kyrodb::Database in this process on a copy of the search server's snapshot (the same "
+                        "HNSW graph the restarted server loads), use_result_cache=false, the server stopped"));
 
   const std::string search_note = "queries cycle in order through " + std::to_string(data->queries.rows) +
                                   " distinct vectors (server result cache: 1,024-entry LRU; its hits are reported)";

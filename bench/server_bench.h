@@ -1,7 +1,8 @@
 // `kyrodb_bench server`: the servers against the engine they wrap, in one run. Starts
 // kyrodb_server (2 HTTP + 2 gRPC threads, ephemeral ports) on a scratch directory, loads n
 // clustered vectors over gRPC BulkInsert, flushes them into HNSW, and measures:
-//   the in-process engine's search QPS on the same data and queries (the reference),
+//   the in-process engine's search QPS on a copy of the server's snapshot (the same graph) and the
+//   same queries (the reference),
 //   search QPS over HTTP and over gRPC, point-query QPS over both,
 //   search p50 and QPS with auth + all rate limits on (a second search server, same data)
 //   against the first, in alternating rounds (issue #6's overhead bar),
