@@ -245,6 +245,24 @@ TEST(LearnedCacheTest, MemoryBoundIsRespected) {
   EXPECT_FALSE(c.Fill(1, Doc(0, 100000), c.FillTicket(1)));  // larger than the whole cache
 }
 
+// A trained model takes its bytes out of the entries' budget. The budget must hold as soon as
+// training returns, also in shards that no read touches afterwards (they adopt a new policy
+// lazily on access, so an idle shard kept the old, larger budget).
+TEST(LearnedCacheTest, ModelSwapEnforcesTheBudgetOnIdleShards) {
+  LearnedCache c(SmallOptions(200));
+  for (uint64_t id = 1; id <= 2000; ++id) (void)ReadThrough(&c, id, 0);  // fill every shard
+  for (uint64_t i = 0; i < 4000; ++i) (void)c.Get(i % 300 + 1);         // traffic to learn
+  const CacheStats before = c.Stats();
+  ASSERT_EQ(before.model_bytes, 0u);
+  ASSERT_GT(before.used_bytes + EntryBytes() * 4, before.budget_bytes);  // full, within slack
+  ASSERT_TRUE(c.TrainNow().ok());
+  const CacheStats st = c.Stats();  // no read in between
+  ASSERT_GT(st.model_bytes, 0u);
+  EXPECT_LT(st.budget_bytes, before.budget_bytes);
+  EXPECT_LE(st.used_bytes, st.budget_bytes);
+  EXPECT_LE(st.used_bytes + st.model_bytes, SmallOptions(200).max_bytes);
+}
+
 // Behaviour, not timing: on a Zipf 0.8 trace the learned policy must beat LRU at equal memory.
 TEST(LearnedCacheTest, LearnedBeatsLruOnZipf08) {
   constexpr uint64_t kDocs = 50000, kRequests = 400000, kTrainEvery = 20000;

@@ -202,14 +202,25 @@ size_t LearnedCache::EstimateEntryBytes() const {
 
 void LearnedCache::Publish(std::shared_ptr<const RmiModel> model, CacheMode mode,
                            std::string reason) {
-  std::lock_guard<std::mutex> l(policy_mu_);
-  held_model_ = std::move(model);
-  const size_t model_bytes = held_model_ != nullptr ? held_model_->MemoryBytes() : 0;
-  policy_budget_ = options_.max_bytes - std::min(options_.max_bytes, model_bytes);
-  policy_model_ = mode == CacheMode::kLearned ? held_model_ : nullptr;
-  mode_ = mode;
-  fallback_reason_ = std::move(reason);
-  policy_version_.fetch_add(1, std::memory_order_release);
+  {
+    std::lock_guard<std::mutex> l(policy_mu_);
+    held_model_ = std::move(model);
+    const size_t model_bytes = held_model_ != nullptr ? held_model_->MemoryBytes() : 0;
+    policy_budget_ = options_.max_bytes - std::min(options_.max_bytes, model_bytes);
+    policy_model_ = mode == CacheMode::kLearned ? held_model_ : nullptr;
+    mode_ = mode;
+    fallback_reason_ = std::move(reason);
+    policy_version_.fetch_add(1, std::memory_order_release);
+  }
+  // Readers adopt a new policy lazily, on their shard's next access; a shard nobody touches
+  // would keep its old budget, so a model that grew (shrinking the entries' budget) would
+  // leave the cache over max_bytes. Enforce the new policy on every shard before returning
+  // (lock order: shard, then policy_mu_, as in Refresh).
+  for (size_t i = 0; i <= shard_mask_; ++i) {
+    Shard& s = shards_[i];
+    std::lock_guard<FutexMutex> l(s.mu);
+    if (policy_version_.load(std::memory_order_acquire) != s.policy_version) Refresh(s);
+  }
 }
 
 Status LearnedCache::TrainNow() {

@@ -133,7 +133,8 @@ class LearnedCache {
   void Refresh(Shard& s) const;
   // Adopts a newer policy if one was published, then looks up and counts; holds s.mu.
   const Value* LookupLocked(Shard& s, uint64_t doc_id) const;
-  // Publishes `model` (may be null) and `mode`; caller holds train_mu_.
+  // Publishes `model` (may be null) and `mode` and applies them to every shard, so the byte
+  // budget holds when this returns; caller holds train_mu_.
   void Publish(std::shared_ptr<const RmiModel> model, CacheMode mode, std::string reason);
   size_t EstimateEntryBytes() const;
 
