@@ -36,34 +36,67 @@ bool IsTypeError(error_code e) {
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 bool IsJsonSpace(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 
-// The end of the JSON number that starts at p, by the grammar
-// -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?; nullptr if no number starts there.
-const char* JsonNumberEnd(const char* p, const char* end) {
-  auto digits = [&] {
-    const char* start = p;
-    while (p < end && IsDigit(*p)) ++p;
-    return p > start;
-  };
-  if (p < end && *p == '-') ++p;
-  if (p < end && *p == '0') {
+// One JSON number at p, scanned by the grammar -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?:
+// its end, or nullptr if no number starts there (or one starts with a leading zero), and its
+// value as mantissa * 10^exponent with the first 19 significant digits (`truncated` when there
+// were more). The exponent saturates far outside any float's range.
+struct JsonNumber {
+  bool negative = false;
+  bool truncated = false;
+  uint64_t mantissa = 0;
+  int64_t exponent = 0;
+};
+
+inline const char* ScanJsonNumber(const char* p, const char* end, JsonNumber* n) {
+  n->negative = p < end && *p == '-';
+  if (n->negative) ++p;
+  if (p == end || !IsDigit(*p)) return nullptr;
+  int digits = 0;  // significant digits in mantissa
+  if (*p == '0') {
     ++p;
-  } else if (!digits()) {
-    return nullptr;
+    if (p < end && IsDigit(*p)) return nullptr;  // no leading zeros
+  } else {
+    for (; p < end && IsDigit(*p); ++p) {
+      if (digits < 19) {
+        n->mantissa = n->mantissa * 10 + static_cast<uint64_t>(*p - '0');
+        ++digits;
+      } else {
+        ++n->exponent;
+        n->truncated = true;
+      }
+    }
   }
   if (p < end && *p == '.') {
     ++p;
-    if (!digits()) return nullptr;
+    if (p == end || !IsDigit(*p)) return nullptr;
+    for (; p < end && IsDigit(*p); ++p) {
+      if (digits < 19) {
+        n->mantissa = n->mantissa * 10 + static_cast<uint64_t>(*p - '0');
+        if (n->mantissa != 0) ++digits;  // leading zeros are not significant
+        --n->exponent;
+      } else {
+        n->truncated = true;
+      }
+    }
   }
   if (p < end && (*p == 'e' || *p == 'E')) {
     ++p;
-    if (p < end && (*p == '+' || *p == '-')) ++p;
-    if (!digits()) return nullptr;
+    bool negative_exponent = false;
+    if (p < end && (*p == '+' || *p == '-')) negative_exponent = *p++ == '-';
+    if (p == end || !IsDigit(*p)) return nullptr;
+    int64_t e = 0;
+    for (; p < end && IsDigit(*p); ++p) {
+      if (e < 1'000'000) e = e * 10 + (*p - '0');
+    }
+    n->exponent += negative_exponent ? -e : e;
   }
   return p;
 }
 
+// Any well-formed JSON number, also one outside the float or double range.
 bool IsJsonNumber(std::string_view s) {
-  return JsonNumberEnd(s.data(), s.data() + s.size()) == s.data() + s.size();
+  JsonNumber n;
+  return ScanJsonNumber(s.data(), s.data() + s.size(), &n) == s.data() + s.size();
 }
 
 ApiError SyntaxError(error_code e, std::string_view field) {
@@ -398,7 +431,7 @@ constexpr double kExactPowersOf10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6, 
                                        1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                        1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-// One JSON number at p (grammar checked in the same pass), as the float nearest to it. Returns
+// One JSON number at p (ScanJsonNumber), as the float nearest to it. Returns
 // the end of the number, or nullptr if none starts at p or it is outside the float range.
 // Clinger's fast path: a decimal of at most 19 significant digits with mantissa <= 2^53 and
 // |exponent| <= 22 is one correctly rounded double operation. The double is then rounded to
@@ -407,52 +440,12 @@ constexpr double kExactPowersOf10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6, 
 // never rounds to the other side); that case, subnormals and the rest go to fast_float.
 const char* ParseJsonFloat(const char* p, const char* end, float* out) {
   const char* const start = p;
-  const bool negative = p < end && *p == '-';
-  if (negative) ++p;
-  if (p == end || !IsDigit(*p)) return nullptr;
-  uint64_t mantissa = 0;
-  int digits = 0;       // significant digits in mantissa
-  int64_t exponent = 0;  // value = mantissa * 10^exponent, unless truncated
-  bool truncated = false;
-  if (*p == '0') {
-    ++p;
-    if (p < end && IsDigit(*p)) return nullptr;  // no leading zeros
-  } else {
-    for (; p < end && IsDigit(*p); ++p) {
-      if (digits < 19) {
-        mantissa = mantissa * 10 + static_cast<uint64_t>(*p - '0');
-        ++digits;
-      } else {
-        ++exponent;
-        truncated = true;
-      }
-    }
-  }
-  if (p < end && *p == '.') {
-    ++p;
-    if (p == end || !IsDigit(*p)) return nullptr;
-    for (; p < end && IsDigit(*p); ++p) {
-      if (digits < 19) {
-        mantissa = mantissa * 10 + static_cast<uint64_t>(*p - '0');
-        if (mantissa != 0) ++digits;  // leading zeros are not significant
-        --exponent;
-      } else {
-        truncated = true;
-      }
-    }
-  }
-  if (p < end && (*p == 'e' || *p == 'E')) {
-    ++p;
-    bool negative_exponent = false;
-    if (p < end && (*p == '+' || *p == '-')) negative_exponent = *p++ == '-';
-    if (p == end || !IsDigit(*p)) return nullptr;
-    int64_t e = 0;
-    for (; p < end && IsDigit(*p); ++p) {
-      if (e < 1'000'000) e = e * 10 + (*p - '0');
-    }
-    exponent += negative_exponent ? -e : e;
-  }
-  if (!truncated && mantissa <= (uint64_t{1} << 53) && exponent >= -22 && exponent <= 22) {
+  JsonNumber n;
+  p = ScanJsonNumber(p, end, &n);
+  if (p == nullptr) return nullptr;
+  const uint64_t mantissa = n.mantissa;
+  const int64_t exponent = n.exponent;
+  if (!n.truncated && mantissa <= (uint64_t{1} << 53) && exponent >= -22 && exponent <= 22) {
     double d = static_cast<double>(mantissa);
     d = exponent < 0 ? d / kExactPowersOf10[-exponent] : d * kExactPowersOf10[exponent];
     uint64_t bits;
@@ -461,7 +454,7 @@ const char* ParseJsonFloat(const char* p, const char* end, float* out) {
     if (!on_float_midpoint && (d == 0 || d >= static_cast<double>(std::numeric_limits<float>::min()))) {
       const float f = static_cast<float>(d);
       if (std::isfinite(f)) {
-        *out = negative ? -f : f;
+        *out = n.negative ? -f : f;
         return p;
       }
     }
