@@ -410,14 +410,28 @@ TEST(SearchCacheTest, AnswersOnlyTheSameRequestAtTheSameGenerationAndStaysBounde
   EXPECT_FALSE(cache.Lookup(a, ha, 7).has_value());
   EXPECT_EQ(cache.size(), 1u);
 
-  // Admission: a hash is admitted at its second miss; a colliding slot forgets the first.
+  // Admission, decided by a missing Lookup: a hash is admitted at its second miss; a colliding
+  // doorkeeper slot forgets the first; a hit or a lookup without `admit` leaves it alone.
   SearchCache fresh(2);
-  EXPECT_FALSE(fresh.Admit(ha));
-  EXPECT_TRUE(fresh.Admit(ha));
+  auto admitted = [&](SearchCache& sc, uint64_t h) {
+    bool admit = true;
+    EXPECT_FALSE(sc.Lookup(a, h, 7, &admit).has_value());
+    return admit;
+  };
+  EXPECT_FALSE(fresh.Lookup(a, ha, 7).has_value());  // no admission asked: not remembered
+  EXPECT_FALSE(admitted(fresh, ha));
+  EXPECT_TRUE(admitted(fresh, ha));
   const uint64_t same_slot = ha + (uint64_t{1} << 40);  // the doorkeeper is far smaller than 2^40
-  EXPECT_FALSE(fresh.Admit(same_slot));
-  EXPECT_FALSE(fresh.Admit(ha));
-  EXPECT_FALSE(SearchCache(0).Admit(ha));
+  EXPECT_FALSE(admitted(fresh, same_slot));
+  EXPECT_FALSE(admitted(fresh, ha));
+  EXPECT_TRUE(admitted(fresh, ha));
+  fresh.Insert(a, ha, 7, answer_a);
+  bool admit_on_hit = true;
+  EXPECT_TRUE(fresh.Lookup(a, ha, 7, &admit_on_hit).has_value());
+  EXPECT_FALSE(admit_on_hit);
+  SearchCache none(0);
+  EXPECT_FALSE(admitted(none, ha));
+  EXPECT_FALSE(admitted(none, ha));
 
   // Bounded: the least recently used entry goes.
   SearchRequest c = a, d = a;

@@ -257,12 +257,13 @@ Result<std::vector<SearchHit>> Collection::Impl::Search(const SearchRequest& req
   if (!req.use_result_cache || req.filter) return SearchUncached(req, path);
   const uint64_t generation = generation_.load(std::memory_order_acquire);
   const uint64_t hash = SearchCache::HashOf(req);
-  if (auto cached = search_cache_.Lookup(req, hash, generation)) {
+  bool admit = false;
+  if (auto cached = search_cache_.Lookup(req, hash, generation, &admit)) {
     if (path != nullptr) *path = SearchPath::kCacheHit;
     return std::move(*cached);
   }
   auto result = SearchUncached(req, path);
-  if (result.ok() && search_cache_.Admit(hash)) search_cache_.Insert(req, hash, generation, *result);
+  if (result.ok() && admit) search_cache_.Insert(req, hash, generation, *result);
   return result;
 }
 

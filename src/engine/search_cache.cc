@@ -23,9 +23,7 @@ size_t DoorkeeperSize(size_t capacity) {
 SearchCache::SearchCache(size_t capacity)
     : capacity_(capacity), doorkeeper_(capacity == 0 ? 0 : DoorkeeperSize(capacity), 0) {}
 
-bool SearchCache::Admit(uint64_t hash) {
-  if (capacity_ == 0) return false;
-  std::lock_guard<std::mutex> l(mu_);
+bool SearchCache::AdmitLocked(uint64_t hash) {
   uint64_t& slot = doorkeeper_[hash & (doorkeeper_.size() - 1)];
   if (slot == hash) return true;
   slot = hash;
@@ -54,12 +52,14 @@ bool SearchCache::SameRequest(const Key& e, const SearchRequest& r) {
 }
 
 std::optional<std::vector<SearchHit>> SearchCache::Lookup(const SearchRequest& r, uint64_t hash,
-                                                          uint64_t generation) {
+                                                          uint64_t generation, bool* admit) {
+  if (admit != nullptr) *admit = false;
   if (capacity_ == 0) return std::nullopt;
   std::lock_guard<std::mutex> l(mu_);
   auto it = index_.find(hash);
   if (it == index_.end() || it->second->generation != generation || !SameRequest(it->second->key, r)) {
     ++misses_;
+    if (admit != nullptr) *admit = AdmitLocked(hash);
     return std::nullopt;
   }
   lru_.splice(lru_.begin(), lru_, it->second);

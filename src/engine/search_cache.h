@@ -11,7 +11,8 @@
 // Admission (TinyLFU's doorkeeper): most searches are never repeated, and filling the cache
 // with one (copying its hits and query, evicting another) costs a few µs. The first miss of a
 // request only remembers its hash in a small direct-mapped table; Admit() says yes from its
-// second miss on, so a repeated request is answered from the cache from its third time.
+// second miss on, so a repeated request is answered from the cache from its third time. A
+// miss takes the lock twice: Lookup (which also decides admission) and, if admitted, Insert.
 // Thread-safety: all methods may be called concurrently (one mutex; a lookup is a hash probe
 // plus a vector compare, far below a search's cost).
 #pragma once
@@ -36,12 +37,11 @@ class SearchCache {
   // included); the filter is not part of it: filtered searches are not cached.
   static uint64_t HashOf(const SearchRequest& r);
 
-  // After a miss: whether to Insert the answer. True when `hash` missed before (and is still
-  // remembered); else remembers it and says no.
-  bool Admit(uint64_t hash);
-
-  // `hash` is HashOf(r).
-  std::optional<std::vector<SearchHit>> Lookup(const SearchRequest& r, uint64_t hash, uint64_t generation);
+  // `hash` is HashOf(r). On a miss, when `admit` is not null, the doorkeeper decides in the same
+  // critical section whether the caller should Insert the answer: *admit is true when `hash`
+  // missed before (and is still remembered); else the miss is remembered and *admit is false.
+  std::optional<std::vector<SearchHit>> Lookup(const SearchRequest& r, uint64_t hash,
+                                               uint64_t generation, bool* admit = nullptr);
   void Insert(const SearchRequest& r, uint64_t hash, uint64_t generation, const std::vector<SearchHit>& hits);
 
   uint64_t hits() const;
@@ -64,6 +64,7 @@ class SearchCache {
   };
   static Key KeyOf(const SearchRequest& r);
   static bool SameRequest(const Key& key, const SearchRequest& r);
+  bool AdmitLocked(uint64_t hash);
 
   const size_t capacity_;
   mutable std::mutex mu_;
