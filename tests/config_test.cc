@@ -25,6 +25,7 @@ TEST(ConfigTest, DefaultsMatchTheDocumentedOnes) {
   EXPECT_EQ(o.hot_tier_flush_interval_ms, 600'000u);
   EXPECT_EQ(o.hot_tier_max_bytes, 100ull << 20);
   EXPECT_EQ(o.fsync_policy, FsyncPolicy::kData);
+  EXPECT_EQ(o.search_cache_entries, 1024u);
 }
 
 TEST(ConfigTest, YamlSetsEveryKindOfKey) {
@@ -42,6 +43,8 @@ persistence:
   data_dir: /tmp/x
 rate_limit:
   max_qps_global: 12.5
+cache:
+  search_results: 0
 )",
                       {});
   ASSERT_TRUE(c.ok()) << c.status().ToString();
@@ -53,6 +56,7 @@ rate_limit:
   EXPECT_EQ(c->ToDatabaseOptions().fsync_policy, FsyncPolicy::kAlways);
   EXPECT_EQ(c->ToDatabaseOptions().data_dir, "/tmp/x");
   EXPECT_DOUBLE_EQ(c->rate_limit.max_qps_global, 12.5);
+  EXPECT_EQ(c->ToDatabaseOptions().search_cache_entries, 0u);
 }
 
 TEST(ConfigTest, EnvironmentOverridesTheFile) {

@@ -369,6 +369,30 @@ TEST(EngineTest, RepeatedSearchIsServedFromTheResultCacheUntilAWrite) {
   EXPECT_EQ((*c)->Stats().search_cache_hits, hits_before + 1);
 }
 
+TEST(EngineTest, ResultCacheTurnedOffAnswersEveryRepeatFromTheIndex) {
+  TempDir d;
+  DatabaseOptions o = Options(d.path());
+  o.search_cache_entries = 0;
+  auto db = MustOpen(o);
+  auto c = db->CreateCollection("t", "c", L2(4));
+  ASSERT_TRUE(c.ok());
+  for (uint64_t i = 1; i <= 50; ++i) ASSERT_OK((*c)->Upsert({DocKey::Numeric(i), Vec(i, 4), {}}));
+  SearchRequest r;
+  r.query = {9, 9, 9, 9};
+  r.k = 3;
+  std::vector<SearchHit> first;
+  for (int i = 0; i < 5; ++i) {
+    SearchPath path = SearchPath::kCacheHit;
+    auto got = (*c)->Search(r, &path);
+    ASSERT_TRUE(got.ok());
+    EXPECT_NE(path, SearchPath::kCacheHit) << i;
+    if (i == 0) first = *got;
+    ASSERT_EQ(got->size(), first.size());
+    for (size_t j = 0; j < first.size(); ++j) EXPECT_EQ((*got)[j].key.id, first[j].key.id);
+  }
+  EXPECT_EQ((*c)->Stats().search_cache_hits, 0u);
+}
+
 TEST(SearchCacheTest, AnswersOnlyTheSameRequestAtTheSameGenerationAndStaysBounded) {
   SearchCache cache(2);
   SearchRequest a;

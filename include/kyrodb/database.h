@@ -47,6 +47,9 @@ struct DatabaseOptions {
   bool cache_learned = true;
   uint64_t cache_max_bytes = 64ull << 20;
   uint32_t cache_training_interval_ms = 600'000;
+  // Result cache per collection: identical repeated searches answered from memory, at most
+  // this many distinct ones (least recently used evicted); 0 turns it off.
+  uint32_t search_cache_entries = 1024;
   // Background task period (flush checks, WAL sync, write probe).
   uint32_t background_tick_ms = 100;
   bool start_background = true;

@@ -28,13 +28,14 @@ size_t StoredDoc::Bytes() const {
 
 Collection::Impl::Impl(std::string tenant, std::string name, const CollectionOptions& options,
                        std::unique_ptr<index::HnswIndex> cold, DatabaseWriter* db,
-                       const cache::LearnedCacheOptions& cache_options)
+                       const CollectionRuntime& runtime)
     : tenant_(std::move(tenant)),
       name_(std::move(name)),
       opt_(options),
       db_(db),
-      l1_(std::make_unique<cache::LearnedCache>(cache_options)),
-      cold_(std::move(cold)) {}
+      l1_(std::make_unique<cache::LearnedCache>(runtime.l1)),
+      cold_(std::move(cold)),
+      search_cache_(runtime.search_cache_entries) {}
 
 Status Collection::Impl::DroppedError() const {
   return Status::NotFound("collection '" + name_ + "' was dropped");
@@ -647,7 +648,7 @@ Status Collection::Impl::SaveTo(storage::SnapshotWriter* w, const std::string& p
 Result<std::shared_ptr<Collection::Impl>> Collection::Impl::LoadFrom(
     const storage::SnapshotReader& r, const std::string& prefix, std::string tenant,
     std::string name, const CollectionOptions& options, uint32_t max_vectors,
-    DatabaseWriter* db, const cache::LearnedCacheOptions& cache_options) {
+    DatabaseWriter* db, const CollectionRuntime& runtime) {
   auto cold = index::HnswIndex::Load(r.PathOf(prefix + ".hnsw"), r.fs(), max_vectors);
   if (!cold.ok()) return cold.status();
   const std::string path = r.PathOf(prefix + ".docs");
@@ -655,7 +656,7 @@ Result<std::shared_ptr<Collection::Impl>> Collection::Impl::LoadFrom(
   if (!file.ok()) return file.status();
   const std::string& data = *file;
   auto impl = std::make_shared<Impl>(std::move(tenant), std::move(name), options,
-                                     std::move(cold).value(), db, cache_options);
+                                     std::move(cold).value(), db, runtime);
   auto bad = [&] { return Status::Corruption(path + ": malformed collection documents"); };
   std::string_view in(data);
   uint64_t n;

@@ -42,13 +42,18 @@ struct StoredDoc {
   size_t Bytes() const;
 };
 
+// What a collection takes from the database's options (besides its own CollectionOptions).
+struct CollectionRuntime {
+  cache::LearnedCacheOptions l1;       // the L1 cache of documents by id
+  size_t search_cache_entries = 1024;  // SearchCache capacity; 0: repeated searches are not cached
+};
+
 class Collection::Impl {
  public:
   static constexpr uint64_t kFirstStringId = 1ull << 63;
 
   Impl(std::string tenant, std::string name, const CollectionOptions& options,
-       std::unique_ptr<index::HnswIndex> cold, DatabaseWriter* db,
-       const cache::LearnedCacheOptions& cache_options);
+       std::unique_ptr<index::HnswIndex> cold, DatabaseWriter* db, const CollectionRuntime& runtime);
 
   const std::string& tenant() const { return tenant_; }
   const std::string& name() const { return name_; }
@@ -79,7 +84,7 @@ class Collection::Impl {
                                                 const std::string& prefix, std::string tenant,
                                                 std::string name, const CollectionOptions& options,
                                                 uint32_t max_vectors, DatabaseWriter* db,
-                                                const cache::LearnedCacheOptions& cache_options);
+                                                const CollectionRuntime& runtime);
 
   // The L1 cache (the background task trains it).
   cache::LearnedCache& l1() const { return *l1_; }
@@ -152,7 +157,7 @@ class Collection::Impl {
   // Bumped by every applied record and flush; search-cache entries of older generations are
   // dead.
   std::atomic<uint64_t> generation_{0};
-  mutable SearchCache search_cache_{1024};
+  mutable SearchCache search_cache_;
   std::atomic<uint64_t> hot_bytes_{0};
   std::atomic<int64_t> hot_since_ms_{0};  // see oldest_hot_ms(); written under mu_
   std::atomic<uint64_t> live_docs_{0};  // live documents over both tiers (maintained by Apply)

@@ -198,7 +198,7 @@ class Database::Impl final : public DatabaseWriter, public storage::StateMachine
           storage::DecodePayload(storage::RecordType::kCreateCollection, spec_payload, &spec));
       auto c = Collection::Impl::LoadFrom(r, std::string(prefix), std::string(tenant),
                                           std::string(name), FromSpec(spec.spec),
-                                          opt_.max_vectors_per_collection, this, CacheOptions());
+                                          opt_.max_vectors_per_collection, this, Runtime());
       if (!c.ok()) return c.status();
       loaded[Key(std::string(tenant), std::string(name))] = std::move(c).value();
     }
@@ -213,11 +213,12 @@ class Database::Impl final : public DatabaseWriter, public storage::StateMachine
     collections_.clear();
   }
 
-  cache::LearnedCacheOptions CacheOptions() const {
-    cache::LearnedCacheOptions c;
-    c.strategy = opt_.cache_learned ? cache::CacheStrategy::kLearned : cache::CacheStrategy::kLru;
-    c.max_bytes = opt_.cache_max_bytes;
-    return c;
+  CollectionRuntime Runtime() const {
+    CollectionRuntime r;
+    r.l1.strategy = opt_.cache_learned ? cache::CacheStrategy::kLearned : cache::CacheStrategy::kLru;
+    r.l1.max_bytes = opt_.cache_max_bytes;
+    r.search_cache_entries = opt_.search_cache_entries;
+    return r;
   }
 
   // ---- catalog ----
@@ -251,7 +252,7 @@ class Database::Impl final : public DatabaseWriter, public storage::StateMachine
     auto idx = index::HnswIndex::Create(io);
     if (!idx.ok()) return idx.status();
     auto c = std::make_shared<Collection::Impl>(tenant, name, o, std::move(idx).value(), this,
-                                                CacheOptions());
+                                                Runtime());
     collections_[Key(tenant, name)] = c;
     return c;
   }

@@ -140,6 +140,9 @@ std::vector<KeySpec> BuildTable() {
            [](auto& c) -> auto& { return c.cache.max_size_mb; }, 0, 1ull << 20);
   uint_key("cache", "training_interval_secs", "How often the hotness model is retrained.",
            [](auto& c) -> auto& { return c.cache.training_interval_secs; }, 1, kU32 / 1000);
+  uint_key("cache", "search_results",
+           "Result cache: identical repeated searches answered from memory, this many per collection (0: off).",
+           [](auto& c) -> auto& { return c.cache.search_results; }, 0, 1u << 20);
   // hot_tier
   uint_key("hot_tier", "flush_interval_secs", "Flush the hot tier into HNSW when its oldest write is this old.",
            [](auto& c) -> auto& { return c.hot_tier.flush_interval_secs; }, 1, kU32 / 1000);
@@ -363,6 +366,7 @@ DatabaseOptions ServerConfig::ToDatabaseOptions() const {
   o.cache_learned = cache.strategy == "learned";
   o.cache_max_bytes = cache.max_size_mb << 20;
   o.cache_training_interval_ms = cache.training_interval_secs * 1000u;
+  o.search_cache_entries = cache.search_results;
   return o;
 }
 

@@ -34,6 +34,7 @@ struct ServerConfig {
     std::string strategy = "learned";  // learned | lru
     uint64_t max_size_mb = 64;
     uint32_t training_interval_secs = 600;
+    uint32_t search_results = 1024;  // result cache entries per collection; 0: off
   } cache;
   struct HotTier {
     uint32_t flush_interval_secs = 600;
