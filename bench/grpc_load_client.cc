@@ -1,4 +1,4 @@
-// RunGrpcLoad: `concurrency` clients, each with its own channel (a local subchannel pool, so its
+// RunGrpcLibraryLoad (`--grpc-client grpcpp`): `concurrency` clients, each with its own channel (a local subchannel pool, so its
 // own TCP connection) and one unary call in flight through the asynchronous (completion queue)
 // stub; `client_threads` queues, each polled by one thread, clients assigned round-robin. The
 // next call is started from the thread that saw the previous one finish. Search requests are
@@ -163,7 +163,7 @@ void Poll(grpc::CompletionQueue* cq, size_t clients) {
 
 }  // namespace
 
-Result<LoadResult> RunGrpcLoad(const LoadSpec& spec) {
+Result<LoadResult> RunGrpcLibraryLoad(const LoadSpec& spec) {
   if (spec.vectors == nullptr || spec.vectors->rows == 0) return Status::InvalidArgument("load: no vectors");
   std::vector<pb::SearchRequest> searches;
   if (spec.op == LoadOp::kSearch || spec.op == LoadOp::kMixed) {
@@ -206,6 +206,18 @@ Result<LoadResult> RunGrpcLoad(const LoadSpec& spec) {
   for (auto& c : clients) tallies.push_back(std::move(c->tally()));
   run.Merge(tallies, &result);
   return result;
+}
+
+std::optional<GrpcClient> ParseGrpcClient(const std::string& name) {
+  if (name == "h2") return GrpcClient::kH2;
+  if (name == "grpcpp") return GrpcClient::kGrpcpp;
+  return std::nullopt;
+}
+
+const char* GrpcClientName(GrpcClient client) { return client == GrpcClient::kH2 ? "h2" : "grpcpp"; }
+
+Result<LoadResult> RunGrpcLoad(const LoadSpec& spec) {
+  return spec.grpc_client == GrpcClient::kH2 ? RunGrpcH2Load(spec) : RunGrpcLibraryLoad(spec);
 }
 
 }  // namespace kyrodb::bench

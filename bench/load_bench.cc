@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <string_view>
 
 #include "ann_metrics.h"
 
@@ -25,6 +26,9 @@ CLI::App* AddLoadCommand(CLI::App* app, LoadBenchConfig* c) {
   cmd->add_option("--client-sched", c->client_sched,
                   "Client threads' scheduling: batch (no wake-up preemption of the server's threads) or normal")
       ->check(CLI::IsMember({"batch", "normal"}));
+  cmd->add_option("--grpc-client", c->grpc_client,
+                  "gRPC load client: h2 (HTTP/2 via nghttp2, lean) or grpcpp (gRPC's C++ library)")
+      ->check(CLI::IsMember({"h2", "grpcpp"}));
   cmd->add_option("--duration", c->duration_s, "Measured seconds")->check(CLI::PositiveNumber);
   cmd->add_option("--warmup", c->warmup_s, "Seconds of load before the measurement")->check(CLI::NonNegativeNumber);
   cmd->add_option("--dim", c->dim, "Vector dimension")->check(CLI::Range(1, 4096));
@@ -69,6 +73,7 @@ JsonLine LoadLine(const char* protocol, const LoadSpec& spec, const LoadResult& 
   }
   j.Add("concurrency", static_cast<uint64_t>(spec.concurrency));
   j.Add("client_threads", static_cast<uint64_t>(spec.client_threads)).Add("client_sched", r.client_sched);
+  if (std::string_view(protocol) == "grpc") j.Add("grpc_client", GrpcClientName(spec.grpc_client));
   j.Add("dim", static_cast<uint64_t>(spec.vectors->dim));
   if (spec.op == LoadOp::kSearch || spec.op == LoadOp::kMixed) {
     j.Add("k", static_cast<uint64_t>(spec.k)).Add("ef", static_cast<uint64_t>(spec.ef))
@@ -104,6 +109,7 @@ int RunLoadBench(const LoadBenchConfig& c) {
   spec.concurrency = c.concurrency;
   spec.client_threads = c.client_threads;
   spec.batch_scheduling = c.client_sched == "batch";
+  spec.grpc_client = *ParseGrpcClient(c.grpc_client);
   spec.warmup_s = c.warmup_s;
   spec.duration_s = c.duration_s;
   spec.collection = c.collection;

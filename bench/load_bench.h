@@ -24,6 +24,7 @@ struct LoadBenchConfig {
   size_t concurrency = 64;
   size_t client_threads = 1;
   std::string client_sched = "batch";  // client threads' scheduling: batch or normal
+  std::string grpc_client = "h2";      // h2 (nghttp2) or grpcpp (gRPC's C++ library)
   double duration_s = 10;
   double warmup_s = 1;
   size_t dim = 768;

@@ -2,8 +2,12 @@
 // flight, for a warm-up and then a measured window. Two implementations of one contract:
 //   RunHttpLoad: keep-alive HTTP/1.1 connections (Boost.Beast) driven asynchronously by
 //                `client_threads` io_context threads, requests pre-serialized;
-//   RunGrpcLoad: one channel (own TCP connection) per client, asynchronous stub whose
-//                completion queues are polled by `client_threads` threads, messages pre-built.
+//   RunGrpcLoad: one TCP connection per client, either
+//                * `h2` (default): HTTP/2 framed by nghttp2, gRPC's message framing written by
+//                  us, `client_threads` epoll threads (grpc_h2_load_client.cc), or
+//                * `grpcpp`: gRPC's C++ library, one channel per client, asynchronous stub
+//                  whose completion queues are polled by `client_threads` threads.
+//                Messages pre-built either way; see grpc_h2_load_client.cc for why two.
 // Both are used by `kyrodb_bench load` and `kyrodb_bench server`.
 //
 // What one request is, per op:
@@ -32,6 +36,11 @@ namespace kyrodb::bench {
 
 enum class LoadOp { kInsert, kSearch, kQuery, kMixed };
 
+// The gRPC load client: HTTP/2 through nghttp2 (lean), or gRPC's C++ library.
+enum class GrpcClient { kH2, kGrpcpp };
+std::optional<GrpcClient> ParseGrpcClient(const std::string& name);
+const char* GrpcClientName(GrpcClient client);
+
 std::optional<LoadOp> ParseLoadOp(const std::string& name);
 const char* LoadOpName(LoadOp op);
 
@@ -57,6 +66,7 @@ struct LoadSpec {
   // thread running on that core, so on a machine the client shares with the server it takes
   // its turn instead of forcing a context switch per response (docs/benchmarks.md).
   bool batch_scheduling = true;
+  GrpcClient grpc_client = GrpcClient::kH2;  // gRPC only
   const FloatMatrix* vectors = nullptr;  // search queries / insert embeddings (rows >= 1)
   std::function<void()> on_window_begin;
   std::function<void()> on_window_end;
@@ -80,7 +90,9 @@ struct LoadResult {
 // Connection setup failures are returned as a Status; request failures during the run are
 // counted in the result.
 Result<LoadResult> RunHttpLoad(const LoadSpec& spec);
-Result<LoadResult> RunGrpcLoad(const LoadSpec& spec);
+Result<LoadResult> RunGrpcLoad(const LoadSpec& spec);  // by spec.grpc_client:
+Result<LoadResult> RunGrpcH2Load(const LoadSpec& spec);
+Result<LoadResult> RunGrpcLibraryLoad(const LoadSpec& spec);
 
 // This process's user+system CPU seconds so far (getrusage).
 double ProcessCpuSeconds();

@@ -33,6 +33,8 @@ struct ServerBenchConfig {
   uint32_t ef = 64;
   size_t client_threads = 1;  // load generator threads
   std::string client_sched = "batch";  // their scheduling policy: batch or normal
+  std::string grpc_client = "h2";      // the gRPC load client: h2 (nghttp2) or grpcpp (library)
+  bool grpc_library_search = true;     // also a gRPC search run with the other client, reported
   size_t server_threads = 2;  // server.http_threads and server.grpc_threads; in-process threads
   uint64_t insert_hot_tier_mb = 4096;  // second server: hot tier big enough that no flush runs
   std::string server_bin;  // default: kyrodb_server next to kyrodb_bench

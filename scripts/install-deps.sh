@@ -13,6 +13,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
   libsimdjson-dev libfast-float-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
   libssl-dev libzstd-dev libabsl-dev libboost-dev
+  # the benchmark's lean gRPC load client (HTTP/2 framing)
+  libnghttp2-dev
   # tests and micro benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # ANN benchmark contenders (never linked into the server)
