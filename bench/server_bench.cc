@@ -178,72 +178,96 @@ struct InProcessResult {
 // The reference: the engine in this process on a copy of the search server's data directory
 // (its snapshot: the same HNSW graph, so both search the same graph; two graphs built by
 // separate flushes differ in search cost by several percent), `threads` threads searching for
-// warm-up + window through the same query cycle, the result cache bypassed. Nothing else runs
-// meanwhile (the server is stopped).
-Result<InProcessResult> InProcessSearch(const ServerBenchConfig& c, const ClusteredData& data,
-                                        const std::string& data_dir) {
-  DatabaseOptions o;
-  o.data_dir = data_dir;
-  o.fsync_policy = FsyncPolicy::kNever;
-  o.start_background = false;
-  o.max_vectors_per_collection = 1u << 24;  // as the server (hnsw.max_elements)
-  InProcessResult r;
-  const auto b0 = Clock::now();
-  auto db = Database::Open(o);
-  if (!db.ok()) return db.status();
-  auto coll = (*db)->GetCollection("default", "default");
-  if (!coll.ok()) return coll.status();
-  Collection& col = **coll;
-  r.open_s = Seconds(b0, Clock::now());
-
-  SearchRequest req;
-  req.k = c.k;
-  req.ef = c.ef;
-  req.use_result_cache = false;
-  {
-    SearchRequest probe = req;
+// warm-up + window through the same query cycle, the result cache bypassed. It stays open
+// through the search rounds and runs while the server idles (no load on it), so each round
+// measures the reference next to the server's runs.
+class InProcessReference {
+ public:
+  static Result<std::unique_ptr<InProcessReference>> Open(const ServerBenchConfig& c, const ClusteredData& data,
+                                                          const std::string& data_dir) {
+    DatabaseOptions o;
+    o.data_dir = data_dir;
+    o.fsync_policy = FsyncPolicy::kNever;
+    o.start_background = false;
+    o.max_vectors_per_collection = 1u << 24;  // as the server (hnsw.max_elements)
+    const auto b0 = Clock::now();
+    auto db = Database::Open(o);
+    if (!db.ok()) return db.status();
+    auto coll = (*db)->GetCollection("default", "default");
+    if (!coll.ok()) return coll.status();
+    std::unique_ptr<InProcessReference> ref(new InProcessReference(c, data, std::move(*db), std::move(*coll)));
+    ref->open_s_ = Seconds(b0, Clock::now());
+    SearchRequest probe = ref->req_;
     probe.query.assign(data.queries.Row(0), data.queries.Row(0) + c.dim);
-    auto hits = col.Search(probe);
+    auto hits = ref->col_->Search(probe);
     if (!hits.ok()) return hits.status();
     if (hits->size() != std::min<size_t>(c.k, c.n)) {
       return Status::Internal("in-process: the snapshot's collection answered " + std::to_string(hits->size()) +
                               " hits, want " + std::to_string(std::min<size_t>(c.k, c.n)));
     }
+    return ref;
   }
-  std::atomic<size_t> next{0};
-  std::atomic<bool> stop{false};
-  const auto begin = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(c.warmup_s));
-  const auto end = begin + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(c.duration_s));
-  std::vector<std::vector<double>> latencies(c.server_threads);
-  std::atomic<bool> failed{false};
-  std::vector<std::thread> pool;
-  for (size_t t = 0; t < c.server_threads; ++t) {
-    pool.emplace_back([&, t] {
-      SearchRequest q = req;
-      while (!stop.load(std::memory_order_relaxed)) {
-        const size_t row = next.fetch_add(1, std::memory_order_relaxed) % data.queries.rows;
-        q.query.assign(data.queries.Row(row), data.queries.Row(row) + c.dim);
-        const auto t0 = Clock::now();
-        if (!col.Search(q).ok()) failed.store(true);
-        const auto t1 = Clock::now();
-        if (t1 >= begin && t1 < end) latencies[t].push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
-      }
-    });
+
+  double open_s() const { return open_s_; }
+
+  Result<InProcessResult> Run(double warmup_s, double duration_s) {
+    InProcessResult r;
+    r.open_s = open_s_;
+    std::atomic<bool> stop{false};
+    const auto begin = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(warmup_s));
+    const auto end = begin + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(duration_s));
+    std::vector<std::vector<double>> latencies(c_.server_threads);
+    std::atomic<bool> failed{false};
+    std::vector<std::thread> pool;
+    for (size_t t = 0; t < c_.server_threads; ++t) {
+      pool.emplace_back([&, t] {
+        SearchRequest q = req_;
+        while (!stop.load(std::memory_order_relaxed)) {
+          const size_t row = next_.fetch_add(1, std::memory_order_relaxed) % data_.queries.rows;
+          q.query.assign(data_.queries.Row(row), data_.queries.Row(row) + c_.dim);
+          const auto t0 = Clock::now();
+          if (!col_->Search(q).ok()) failed.store(true);
+          const auto t1 = Clock::now();
+          if (t1 >= begin && t1 < end) latencies[t].push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+        }
+      });
+    }
+    std::this_thread::sleep_until(begin);
+    const double cpu0 = ProcessCpuSeconds(), busy0 = MachineBusyCpuSeconds();
+    std::this_thread::sleep_until(end);
+    r.cpu_s = ProcessCpuSeconds() - cpu0;
+    r.machine_busy_s = MachineBusyCpuSeconds() - busy0;
+    stop.store(true);
+    for (auto& t : pool) t.join();
+    if (failed.load()) return Status::Internal("in-process search failed");
+    r.seconds = Seconds(begin, end);
+    for (auto& l : latencies) r.latency_us.insert(r.latency_us.end(), l.begin(), l.end());
+    r.searches = r.latency_us.size();
+    return r;
   }
-  std::this_thread::sleep_until(begin);
-  const double cpu0 = ProcessCpuSeconds(), busy0 = MachineBusyCpuSeconds();
-  std::this_thread::sleep_until(end);
-  r.cpu_s = ProcessCpuSeconds() - cpu0;
-  r.machine_busy_s = MachineBusyCpuSeconds() - busy0;
-  stop.store(true);
-  for (auto& t : pool) t.join();
-  if (failed.load()) return Status::Internal("in-process search failed");
-  r.seconds = Seconds(begin, end);
-  for (auto& l : latencies) r.latency_us.insert(r.latency_us.end(), l.begin(), l.end());
-  r.searches = r.latency_us.size();
-  if (Status s = (*db)->Close(); !s.ok()) return s;
-  return r;
-}
+
+  Status Close() {
+    col_.reset();
+    return db_->Close();
+  }
+
+ private:
+  InProcessReference(const ServerBenchConfig& c, const ClusteredData& data, std::unique_ptr<Database> db,
+                     std::shared_ptr<Collection> col)
+      : c_(c), data_(data), db_(std::move(db)), col_(std::move(col)) {
+    req_.k = c.k;
+    req_.ef = c.ef;
+    req_.use_result_cache = false;
+  }
+
+  const ServerBenchConfig& c_;
+  const ClusteredData& data_;
+  std::unique_ptr<Database> db_;
+  std::shared_ptr<Collection> col_;
+  SearchRequest req_;
+  double open_s_ = 0;
+  std::atomic<size_t> next_{0};  // the query cycle continues across rounds
+};
 
 // The median of the values that are not NaN (0 if none).
 double FiniteMedian(std::vector<double> v) {
@@ -386,6 +410,11 @@ CLI::App* AddServerCommand(CLI::App* app, ServerBenchConfig* c) {
       ->check(CLI::IsMember({"h2", "grpcpp"}));
   cmd->add_option("--grpc-library-search", c->grpc_library_search,
                   "Also run the gRPC search with the other gRPC client, reported beside (true/false)");
+  cmd->add_option("--search-rounds", c->search_rounds,
+                  "Rounds of in-process, HTTP and gRPC search windows in turn (the ratios are their medians)")
+      ->check(CLI::Range(1, 100));
+  cmd->add_option("--search-duration", c->search_duration_s, "Measured seconds per search window")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--server-threads", c->server_threads,
                   "server.http_threads, server.grpc_threads and in-process search threads")
       ->check(CLI::Range(1, 256));
@@ -531,60 +560,95 @@ int RunServerBench(const ServerBenchConfig& c) {
     }
   }
   std::fprintf(stderr, "[server] in-process reference: the server's snapshot, opened in this process\n");
-  auto inproc = InProcessSearch(c, *data, scratch.path + "/inprocess/data");
-  {
-    std::error_code ec;
-    fs::remove_all(scratch.path + "/inprocess", ec);
-  }
-  if (!inproc.ok()) {
-    std::fprintf(stderr, "server: in-process: %s\n", inproc.status().ToString().c_str());
+  auto reference = InProcessReference::Open(c, *data, scratch.path + "/inprocess/data");
+  if (!reference.ok()) {
+    std::fprintf(stderr, "server: in-process: %s\n", reference.status().ToString().c_str());
     return 1;
   }
-  const double inproc_qps = inproc->searches / inproc->seconds;
-  const double inproc_cpu_us = inproc->searches ? inproc->cpu_s * 1e6 / inproc->searches : 0.0;
-  runner.max_other_share = (inproc->machine_busy_s - inproc->cpu_s) /
-                           (inproc->seconds * std::max(1u, std::thread::hardware_concurrency()));
   search_server = start("search", {"--set", "hot_tier.max_size_mb=" + std::to_string(load_mb)});
   if (!search_server) return 1;
   runner.server = search_server.get();
   runner.http = {"127.0.0.1", search_server->http_port()};
   runner.grpc_target = "127.0.0.1:" + std::to_string(search_server->grpc_port());
-  Emit(JsonLine()
-           .Add("bench", "server_inprocess_search")
-           .Add("threads", static_cast<uint64_t>(c.server_threads))
-           .Add("k", static_cast<uint64_t>(c.k))
-           .Add("ef", static_cast<uint64_t>(c.ef))
-           .Add("distinct_vectors", static_cast<uint64_t>(data->queries.rows))
-           .Add("seconds", inproc->seconds)
-           .Add("qps", inproc_qps)
-           .Add("p50_us", Percentile(inproc->latency_us, 50))
-           .Add("p99_us", Percentile(inproc->latency_us, 99))
-           .Add("cpu_s", inproc->cpu_s)
-           .Add("cpu_us_per_search", inproc_cpu_us)
-           .Add("machine_busy_cpu_s", inproc->machine_busy_s)
-           .Add("other_processes_cpu_s", inproc->machine_busy_s - inproc->cpu_s)
-           .Add("open_s", inproc->open_s)
-           .Add("note", "kyrodb::Database in this process on a copy of the search server's snapshot (the same "
-                        "HNSW graph the restarted server loads), use_result_cache=false, the server stopped"));
 
+  // ---- search rounds: in-process, HTTP, gRPC (and gRPC with the other client), in turn ----
+  // This machine's speed drifts by 10-20% over minutes; a ratio of two windows taken minutes
+  // apart measures the drift as much as the server. Each round puts the four windows next to
+  // each other and gives its own ratios; the figures are the medians over the rounds.
   const std::string search_note = "queries cycle in order through " + std::to_string(data->queries.rows) +
                                   " distinct vectors (server result cache off: cache.search_results=0)";
-  const auto http_search = runner.Run(true, LoadOp::kSearch, data->queries, 0, search_note);
-  const double http_search_cpu_us = http_search ? runner.last_server_cpu_us : 0.0;
-  const auto grpc_search = runner.Run(false, LoadOp::kSearch, data->queries, 0, search_note);
-  const double grpc_search_cpu_us = grpc_search ? runner.last_server_cpu_us : 0.0;
-  // The same search with the other gRPC client (the library's, by default): what a client's own
-  // cost takes from a server sharing its cores. Reported; the bar is judged on --grpc-client.
+  // The other gRPC client (the library's, by default) shows what a client's own cost takes from
+  // a server sharing its cores. Reported; the bar is judged on --grpc-client.
   const GrpcClient main_client = *ParseGrpcClient(c.grpc_client);
   const GrpcClient other_client = main_client == GrpcClient::kH2 ? GrpcClient::kGrpcpp : GrpcClient::kH2;
-  std::optional<double> grpc_other_search;
-  double grpc_other_search_cpu_us = 0;
-  if (c.grpc_library_search) {
-    runner.grpc_client = other_client;
-    grpc_other_search = runner.Run(false, LoadOp::kSearch, data->queries, 0, search_note);
-    grpc_other_search_cpu_us = grpc_other_search ? runner.last_server_cpu_us : 0.0;
-    runner.grpc_client.reset();
+  struct Side {
+    std::vector<double> qps, ratio, cpu_us;  // per round (NaN: the run failed)
+  } inproc, http_s, grpc_s, grpc_other_s;
+  runner.duration_s = c.search_duration_s;
+  for (size_t round = 0; round < c.search_rounds; ++round) {
+    std::fprintf(stderr, "[server] search round %zu of %zu\n", round + 1, c.search_rounds);
+    auto in = (*reference)->Run(c.warmup_s, c.search_duration_s);
+    if (!in.ok()) {
+      std::fprintf(stderr, "server: in-process: %s\n", in.status().ToString().c_str());
+      return 1;
+    }
+    const double in_qps = in->searches / in->seconds;
+    const double in_cpu_us = in->searches ? in->cpu_s * 1e6 / in->searches : 0.0;
+    runner.max_other_share = std::max(runner.max_other_share,
+                                      (in->machine_busy_s - in->cpu_s) /
+                                          (in->seconds * std::max(1u, std::thread::hardware_concurrency())));
+    inproc.qps.push_back(in_qps);
+    inproc.cpu_us.push_back(in_cpu_us);
+    Emit(JsonLine()
+             .Add("bench", "server_inprocess_search")
+             .Add("round", static_cast<uint64_t>(round + 1))
+             .Add("threads", static_cast<uint64_t>(c.server_threads))
+             .Add("k", static_cast<uint64_t>(c.k))
+             .Add("ef", static_cast<uint64_t>(c.ef))
+             .Add("distinct_vectors", static_cast<uint64_t>(data->queries.rows))
+             .Add("seconds", in->seconds)
+             .Add("qps", in_qps)
+             .Add("p50_us", Percentile(in->latency_us, 50))
+             .Add("p99_us", Percentile(in->latency_us, 99))
+             .Add("cpu_s", in->cpu_s)
+             .Add("cpu_us_per_search", in_cpu_us)
+             .Add("machine_busy_cpu_s", in->machine_busy_s)
+             .Add("other_processes_cpu_s", in->machine_busy_s - in->cpu_s)
+             .Add("open_s", in->open_s)
+             .Add("note", "kyrodb::Database in this process on a copy of the search server's snapshot (the same "
+                          "HNSW graph the server loaded), use_result_cache=false, the server idle"));
+    auto run_side = [&](Side& side, bool over_http, std::optional<GrpcClient> client) {
+      runner.grpc_client = client;
+      const auto q = runner.Run(over_http, LoadOp::kSearch, data->queries, 0,
+                                search_note + "; round " + std::to_string(round + 1));
+      runner.grpc_client.reset();
+      side.qps.push_back(q ? *q : NAN);
+      side.ratio.push_back(q && in_qps > 0 ? *q / in_qps : NAN);
+      side.cpu_us.push_back(q ? runner.last_server_cpu_us : NAN);
+    };
+    run_side(http_s, true, std::nullopt);
+    run_side(grpc_s, false, main_client);
+    if (c.grpc_library_search) run_side(grpc_other_s, false, other_client);
   }
+  runner.duration_s = 0;
+  if (Status st = (*reference)->Close(); !st.ok()) {
+    std::fprintf(stderr, "server: in-process: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  reference->reset();
+  {
+    std::error_code ec;
+    fs::remove_all(scratch.path + "/inprocess", ec);
+  }
+  auto median = [](const std::vector<double>& v) -> std::optional<double> {
+    if (v.empty() || std::any_of(v.begin(), v.end(), [](double x) { return std::isnan(x); })) return std::nullopt;
+    return Percentile(v, 50);
+  };
+  auto per_round = [](const std::vector<double>& v) {
+    std::string out;
+    for (double x : v) out += fmt::format("{}{:.3f}", out.empty() ? "" : " ", x);
+    return out;
+  };
   const std::string query_note = "get-by-id of uniform random ids in [1, " + std::to_string(c.n) + "], no embedding";
   const auto http_query = runner.Run(true, LoadOp::kQuery, insert_vectors, 0, query_note);
   const auto grpc_query = runner.Run(false, LoadOp::kQuery, insert_vectors, 0, query_note);
@@ -734,12 +798,13 @@ int RunServerBench(const ServerBenchConfig& c) {
   const auto grpc_insert = runner.Run(false, LoadOp::kInsert, insert_vectors, next_id, insert_note, &next_id);
   stop(insert_server, "insert");
 
-  auto ratio = [&](const std::optional<double>& qps) -> std::optional<double> {
-    if (!qps || inproc_qps <= 0) return std::nullopt;
-    return *qps / inproc_qps;
+  const auto http_ratio = median(http_s.ratio), grpc_ratio = median(grpc_s.ratio);
+  const double inproc_cpu_us = median(inproc.cpu_us).value_or(0);
+  auto efficiency = [&](const Side& side) -> std::optional<double> {
+    const auto cpu = median(side.cpu_us);
+    if (!cpu || *cpu <= 0) return std::nullopt;
+    return inproc_cpu_us / *cpu;
   };
-  const auto http_ratio = ratio(http_search), grpc_ratio = ratio(grpc_search);
-  auto efficiency = [&](double server_cpu_us) { return server_cpu_us > 0 ? inproc_cpu_us / server_cpu_us : 0.0; };
   const bool clean_exits = std::all_of(exit_codes.begin(), exit_codes.end(), [](int rc) { return rc == 0; });
   Emit(JsonLine()
            .Add("bench", "server_summary")
@@ -747,25 +812,31 @@ int RunServerBench(const ServerBenchConfig& c) {
            .Add("dim", static_cast<uint64_t>(c.dim))
            .Add("concurrency", static_cast<uint64_t>(c.concurrency))
            .Add("server_threads", static_cast<uint64_t>(c.server_threads))
-           .Add("inprocess_search_qps", inproc_qps)
-           .Add("http_search_qps", http_search)
-           .Add("grpc_search_qps", grpc_search)
+           .Add("search_rounds", static_cast<uint64_t>(c.search_rounds))
+           .Add("search_seconds_per_run", c.search_duration_s)
+           // Medians over the rounds; each round's ratio is of windows taken side by side.
+           .Add("inprocess_search_qps", median(inproc.qps))
+           .Add("http_search_qps", median(http_s.qps))
+           .Add("grpc_search_qps", median(grpc_s.qps))
            .Add("grpc_client", GrpcClientName(main_client))
            .Add("http_search_qps_over_inprocess", http_ratio)
            .Add("grpc_search_qps_over_inprocess", grpc_ratio)
+           .Add("http_search_qps_over_inprocess_per_round", per_round(http_s.ratio))
+           .Add("grpc_search_qps_over_inprocess_per_round", per_round(grpc_s.ratio))
            .Add("search_bar", kSearchBar)
            .Add("http_search_meets_bar", http_ratio.value_or(0) >= kSearchBar)
            .Add("grpc_search_meets_bar", grpc_ratio.value_or(0) >= kSearchBar)
            .Add("grpc_other_client", GrpcClientName(other_client))
-           .Add("grpc_other_client_search_qps_over_inprocess", ratio(grpc_other_search))
-           .Add("grpc_other_client_server_cpu_us_per_search", grpc_other_search_cpu_us)
+           .Add("grpc_other_client_search_qps_over_inprocess", median(grpc_other_s.ratio))
+           .Add("grpc_other_client_search_qps_over_inprocess_per_round", per_round(grpc_other_s.ratio))
+           .Add("grpc_other_client_server_cpu_us_per_search", median(grpc_other_s.cpu_us))
            // Without the client's share of the cores: what the server keeps of the engine's
            // per-core search throughput (in-process CPU per search / server CPU per search).
            .Add("inprocess_cpu_us_per_search", inproc_cpu_us)
-           .Add("http_server_cpu_us_per_search", http_search_cpu_us)
-           .Add("grpc_server_cpu_us_per_search", grpc_search_cpu_us)
-           .Add("http_server_cpu_efficiency", efficiency(http_search_cpu_us))
-           .Add("grpc_server_cpu_efficiency", efficiency(grpc_search_cpu_us))
+           .Add("http_server_cpu_us_per_search", median(http_s.cpu_us))
+           .Add("grpc_server_cpu_us_per_search", median(grpc_s.cpu_us))
+           .Add("http_server_cpu_efficiency", efficiency(http_s))
+           .Add("grpc_server_cpu_efficiency", efficiency(grpc_s))
            .Add("http_query_qps", http_query)
            .Add("grpc_query_qps", grpc_query)
            .Add("http_insert_per_s", http_insert)
