@@ -293,13 +293,14 @@ TEST_F(DecoderTest, EmbeddingsParseExactlyWhateverTheSpacingAndNameTheBadElement
 TEST_F(DecoderTest, EmbeddingNumbersRoundToTheNearestFloatLikeFastFloat) {
   // The decoder's own fast path (Clinger's, via double) against fast_float's correctly rounded
   // decimal-to-float conversion, over numbers of every shape: shortest float forms, 17-digit
-  // doubles, decimals next to the midpoint between two floats, long random digit strings.
+  // doubles, decimals next to the midpoint between two floats, long random digit strings,
+  // fractions with leading zeros.
   std::mt19937_64 rng(11);
   for (int body = 0; body < 40; ++body) {
     std::vector<std::string> numbers;
     while (numbers.size() < 1000) {
       std::string t;
-      switch (rng() % 4) {
+      switch (rng() % 5) {
         case 0: {
           const uint32_t bits = static_cast<uint32_t>(rng());
           float f;
@@ -318,6 +319,13 @@ TEST_F(DecoderTest, EmbeddingNumbersRoundToTheNearestFloatLikeFastFloat) {
           const float next = std::nextafter(f, std::numeric_limits<float>::infinity());
           const double midpoint = (static_cast<double>(f) + static_cast<double>(next)) / 2;
           t = fmt::format("{:.{}g}", midpoint, 6 + static_cast<int>(rng() % 14));
+          break;
+        }
+        case 3: {  // a fraction with leading zeros, then up to 24 digits (8-digit steps, truncation)
+          t = (rng() % 2) ? "-0." : "0.";
+          t += std::string(rng() % 13, '0');
+          const size_t digits = 1 + rng() % 24;
+          for (size_t i = 0; i < digits; ++i) t += static_cast<char>('0' + rng() % 10);
           break;
         }
         default: {
