@@ -255,7 +255,7 @@ Result<std::vector<SearchHit>> Collection::Impl::Search(const SearchRequest& req
   KYRODB_RETURN_IF_ERROR(CheckVector(req.query, "query_embedding"));
   if (req.k < 1 || req.k > kMaxK) return Status::InvalidArgument("k must be in 1..1000");
   if (req.ef > kMaxEf) return Status::InvalidArgument("ef_search must be at most 10000");
-  if (!req.use_result_cache || req.filter) return SearchUncached(req, path);
+  if (!req.use_result_cache || req.filter || !search_cache_.enabled()) return SearchUncached(req, path);
   const uint64_t generation = generation_.load(std::memory_order_acquire);
   const uint64_t hash = SearchCache::HashOf(req);
   bool admit = false;

@@ -44,6 +44,9 @@ class SearchCache {
                                                uint64_t generation, bool* admit = nullptr);
   void Insert(const SearchRequest& r, uint64_t hash, uint64_t generation, const std::vector<SearchHit>& hits);
 
+  // False when built with capacity 0: nothing is ever cached (callers can skip HashOf).
+  bool enabled() const { return capacity_ > 0; }
+
   uint64_t hits() const;
   uint64_t misses() const;
   size_t size() const;
