@@ -5,6 +5,7 @@
 
 #include "ann_bench.h"
 #include "cache_bench.h"
+#include "decode_bench.h"
 #include "engine_bench.h"
 #include "limits_bench.h"
 #include "load_bench.h"
@@ -32,6 +33,8 @@ int main(int argc, char** argv) {
   CLI::App* server_cmd = kyrodb::bench::AddServerCommand(&app, &server);
   kyrodb::bench::LoopbackBenchConfig loopback;
   CLI::App* loopback_cmd = kyrodb::bench::AddLoopbackCommand(&app, &loopback);
+  kyrodb::bench::DecodeBenchConfig decode;
+  CLI::App* decode_cmd = kyrodb::bench::AddDecodeCommand(&app, &decode);
   kyrodb::bench::LimitsBenchConfig limits;
   CLI::App* limits_cmd = kyrodb::bench::AddLimitsCommand(&app, &limits);
 
@@ -44,5 +47,6 @@ int main(int argc, char** argv) {
   if (server_cmd->parsed()) return kyrodb::bench::RunServerBench(server);
   if (loopback_cmd->parsed()) return kyrodb::bench::RunLoopbackBench(loopback);
   if (limits_cmd->parsed()) return kyrodb::bench::RunLimitsBench(limits);
+  if (decode_cmd->parsed()) return kyrodb::bench::RunDecodeBench(decode);
   return 1;
 }

@@ -359,6 +359,113 @@ TEST_F(DecoderTest, EmbeddingNumbersRoundToTheNearestFloatLikeFastFloat) {
   }
 }
 
+// TryDecodeSearchFast must decode exactly as DecodeSearch does whenever it says yes, and say
+// yes for the plain bodies clients send. Random bodies from valid and invalid pieces (key
+// order, whitespace, repeats, escapes, out-of-range values, filters, trailing garbage).
+TEST_F(DecoderTest, FastSearchDecoderAgreesWithDecodeSearch) {
+  const auto same = [](const http::SearchHttpRequest& a, const http::SearchHttpRequest& b) {
+    return a.request.query.size() == b.request.query.size() &&
+           std::memcmp(a.request.query.data(), b.request.query.data(), a.request.query.size() * sizeof(float)) == 0 &&
+           a.request.k == b.request.k && a.request.ef == b.request.ef &&
+           a.request.has_min_score == b.request.has_min_score &&
+           std::memcmp(&a.request.min_score, &b.request.min_score, sizeof(float)) == 0 &&
+           a.request.include_embeddings == b.request.include_embeddings &&
+           a.request.include_metadata == b.request.include_metadata && a.collection == b.collection &&
+           a.has_filter == b.has_filter;
+  };
+  // The canonical shape takes the fast path and gets DecodeSearch's answer.
+  const std::string canonical =
+      R"({"query_embedding": [0.25, -1e-3, 3], "k": 5, "ef_search": 64, "min_score": 0.1, )"
+      R"("include_embeddings": true, "include_metadata": false, "collection": "docs", "filter": null})";
+  http::SearchHttpRequest fast, full;
+  ASSERT_TRUE(http::TryDecodeSearchFast(canonical, 0, &fast));
+  ASSERT_FALSE(Decode(canonical, [&](JsonBody& b) { return http::DecodeSearch(b, 0, &full); }));
+  EXPECT_TRUE(same(fast, full));
+  EXPECT_EQ(fast.collection, "docs");
+  // DecodeSearch decides these.
+  for (const char* body : {R"({"query_embedding": [1], "filter": {"exact": {"key": "a", "value": "b"}}})",
+                           R"({"query_embedding": [1], "collection": "a\"b"})", R"({"query_embedding": [1], "k": 0})",
+                           R"({"query_embedding": [1], "nope": 1})", R"({"query_embedding": [1]} x)",
+                           R"({"query_embedding": [1e999]})", R"({"k": 3})", "", "[]"}) {
+    http::SearchHttpRequest r;
+    EXPECT_FALSE(http::TryDecodeSearchFast(body, 0, &r)) << body;
+  }
+
+  const std::vector<std::vector<std::string>> values = {
+      /* k */ {"10", "1", "0", "-1", "1.5", "1e1", "4294967295", "4294967296", "\"10\"", "null", "010"},
+      /* ef_search */ {"0", "64", "-1", "10001", "4294967296", "6.4"},
+      /* min_score */ {"null", "0.5", "-1", "1e-3", "1e400", "\"x\"", "0", "0.30000000000000004", "-0"},
+      /* include_embeddings */ {"true", "false", "null", "1", "\"true\"", "tru"},
+      /* include_metadata */ {"true", "false", "null"},
+      /* collection */ {"\"default\"", "\"a\\\"b\"", "\"caf\\u00e9\"", "\"\xc3\xa9\"", "1", "null", "\"\""},
+      /* filter */ {"null", R"({"exact": {"key": "a", "value": "b"}})", "[]"},
+      /* unknown */ {"1"}};
+  const char* keys[] = {"k", "ef_search", "min_score", "include_embeddings", "include_metadata", "collection",
+                        "filter", "nope"};
+  std::mt19937_64 rng(5);
+  auto space = [&] {
+    std::string w;
+    if (rng() % 3 == 0) w.append(" \n\t").append(rng() % 2, ' ');
+    return w;
+  };
+  auto number = [&]() -> std::string {
+    switch (rng() % 8) {
+      case 0: return std::to_string(static_cast<int>(rng() % 2000) - 1000);
+      case 1: return fmt::format("{}", static_cast<float>(static_cast<double>(rng() % 100000) / 7e4 - 0.7));
+      case 2: return fmt::format("{:.17g}", static_cast<double>(rng() % 100000) / 3e5);
+      case 3: return fmt::format("{}e{}", rng() % 100, static_cast<int>(rng() % 20) - 10);
+      case 4: return std::string("-0.000").append(std::to_string(rng() % 100000000));
+      case 5: return rng() % 4 == 0 ? "1e999" : "0.5";
+      case 6: return rng() % 4 == 0 ? "\"x\"" : "-2.5E+3";
+      default: return rng() % 4 == 0 ? "01" : "7";
+    }
+  };
+  size_t fast_count = 0, bodies = 4000;
+  for (size_t i = 0; i < bodies; ++i) {
+    std::vector<std::string> fields;
+    if (rng() % 10 != 0) {
+      std::string q;
+      q.append("\"query_embedding\"").append(space()).append(":").append(space()).append("[").append(space());
+      const size_t n = 1 + rng() % 8;
+      for (size_t j = 0; j < n; ++j) {
+        if (j > 0) q.append(",").append(space());
+        q.append(number()).append(space());
+      }
+      fields.push_back(q.append("]"));
+    }
+    const size_t extra = rng() % 6;
+    for (size_t j = 0; j < extra; ++j) {
+      const size_t which = rng() % std::size(keys);
+      // Mostly valid values, so that many bodies take the fast path.
+      const auto& vs = values[which];
+      const std::string v = vs[rng() % 3 == 0 ? rng() % vs.size() : 0];
+      std::string f;
+      f.append("\"").append(keys[which]).append("\"").append(space()).append(":").append(space()).append(v);
+      fields.push_back(f);
+    }
+    std::shuffle(fields.begin(), fields.end(), rng);
+    std::string text = space();
+    text.append("{").append(space());
+    for (size_t j = 0; j < fields.size(); ++j) {
+      if (j > 0) text.append(",").append(space());
+      text.append(fields[j]).append(space());
+    }
+    text.append("}").append(space());
+    if (rng() % 20 == 0) text += "x";
+    if (rng() % 20 == 0) text.resize(rng() % (text.size() + 1));
+
+    http::SearchHttpRequest f, g;
+    const bool took_fast = http::TryDecodeSearchFast(text, 0, &f);
+    const ApiStatus st = Decode(text, [&](JsonBody& b) { return http::DecodeSearch(b, 0, &g); });
+    if (!took_fast) continue;
+    ++fast_count;
+    ASSERT_FALSE(st) << text << ": fast path accepted what DecodeSearch refuses: " << st->message;
+    ASSERT_TRUE(same(f, g)) << text;
+  }
+  EXPECT_GT(fast_count, bodies / 5);
+  EXPECT_LT(fast_count, bodies);
+}
+
 TEST_F(DecoderTest, SearchDefaultsAndRanges) {
   http::SearchHttpRequest s;
   ASSERT_FALSE(Decode(R"({"query_embedding": [1, 2]})",

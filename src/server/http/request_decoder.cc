@@ -492,42 +492,88 @@ const char* ParseJsonFloat(const char* p, const char* end, float* out) {
   return p;
 }
 
-// The fast path of ReadEmbedding: `raw`, an array's JSON text (as array::raw_json() gives it,
-// whitespace after the ']' included), parsed as numbers straight to float (ParseJsonFloat:
-// correctly rounded). False, with `out` in any state, for anything else: a non-number element, a number
-// outside the float range, malformed text; the caller then takes the element-wise path, which
-// names the problem.
-bool ParseFloatArray(std::string_view raw, std::vector<float>* out) {
-  const char* p = raw.data();
-  const char* const end = p + raw.size();
-  auto skip_space = [&] {
-    while (p < end && IsJsonSpace(*p)) ++p;
-  };
-  if (p == end || *p != '[') return false;
-  ++p;
-  skip_space();
-  if (p < end && *p == ']') {
-    ++p;
-  } else {
-    for (;;) {
-      float x;
-      const char* number_end = ParseJsonFloat(p, end, &x);
-      if (number_end == nullptr) return false;
-      out->push_back(x);
-      p = number_end;
-      skip_space();
-      if (p == end) return false;
-      if (*p == ']') {
-        ++p;
-        break;
-      }
-      if (*p != ',') return false;
-      ++p;
-      skip_space();
-    }
+const char* SkipJsonSpace(const char* p, const char* end) {
+  while (p < end && IsJsonSpace(*p)) ++p;
+  return p;
+}
+
+// An array of numbers at p, each parsed straight to float (ParseJsonFloat: correctly rounded),
+// appended to `out`. Returns the end of the array (after the ']'), or nullptr, with `out` in any
+// state, for anything else: a non-number element, a number outside the float range, malformed
+// text.
+const char* ParseFloatArrayAt(const char* p, const char* end, std::vector<float>* out) {
+  if (p == end || *p != '[') return nullptr;
+  p = SkipJsonSpace(p + 1, end);
+  if (p < end && *p == ']') return p + 1;
+  for (;;) {
+    float x;
+    const char* number_end = ParseJsonFloat(p, end, &x);
+    if (number_end == nullptr) return nullptr;
+    out->push_back(x);
+    p = SkipJsonSpace(number_end, end);
+    if (p == end) return nullptr;
+    if (*p == ']') return p + 1;
+    if (*p != ',') return nullptr;
+    p = SkipJsonSpace(p + 1, end);
   }
-  skip_space();
-  return p == end;
+}
+
+// The fast path of ReadEmbedding: `raw`, an array's JSON text (as array::raw_json() gives it,
+// whitespace after the ']' included). False for anything ParseFloatArrayAt refuses; the caller
+// then takes the element-wise path, which names the problem.
+bool ParseFloatArray(std::string_view raw, std::vector<float>* out) {
+  const char* const end = raw.data() + raw.size();
+  const char* p = ParseFloatArrayAt(raw.data(), end, out);
+  return p != nullptr && SkipJsonSpace(p, end) == end;
+}
+
+// A JSON string at p made only of printable ASCII without escapes (so valid UTF-8, and its
+// text is its value); its contents, and p moved past it. False for anything else.
+bool ScanPlainString(const char*& p, const char* end, std::string_view* out) {
+  if (p == end || *p != '"') return false;
+  const char* const begin = ++p;
+  while (p < end && *p != '"') {
+    if (*p < 0x20 || *p > 0x7e || *p == '\\') return false;
+    ++p;
+  }
+  if (p == end) return false;
+  *out = std::string_view(begin, static_cast<size_t>(p - begin));
+  ++p;
+  return true;
+}
+
+// A JSON integer at p (digits only, no sign, fraction or exponent) in [lo, hi].
+bool ScanPlainInteger(const char*& p, const char* end, uint64_t lo, uint64_t hi, uint64_t* out) {
+  JsonNumber n;
+  const char* number_end = ScanJsonNumber(p, end, &n);
+  if (number_end == nullptr || n.negative || n.truncated || n.exponent != 0) return false;
+  for (const char* q = p; q < number_end; ++q) {
+    if (!IsDigit(*q)) return false;  // "1e0", "1.0": the full decoder says what it wants
+  }
+  if (n.mantissa < lo || n.mantissa > hi) return false;
+  *out = n.mantissa;
+  p = number_end;
+  return true;
+}
+
+bool ScanLiteral(const char*& p, const char* end, std::string_view literal) {
+  if (static_cast<size_t>(end - p) < literal.size() || std::memcmp(p, literal.data(), literal.size()) != 0) {
+    return false;
+  }
+  p += literal.size();
+  return true;
+}
+
+bool ScanBool(const char*& p, const char* end, bool* out) {
+  if (ScanLiteral(p, end, "true")) {
+    *out = true;
+    return true;
+  }
+  if (ScanLiteral(p, end, "false")) {
+    *out = false;
+    return true;
+  }
+  return false;
 }
 
 // The element-wise path: each element read by simdjson, errors naming the element.
@@ -813,6 +859,76 @@ ApiStatus DecodeSearch(JsonBody& body, size_t dim_hint, SearchHttpRequest* out) 
   if (st) return st;
   if (!has_query) return MissingField("query_embedding", "search request");
   return std::nullopt;
+}
+
+bool TryDecodeSearchFast(std::string_view body, size_t dim_hint, SearchHttpRequest* out) {
+  // The body as DecodeSearch reads it, in one pass and without simdjson, for the shapes clients
+  // send: an object of the search keys, plain strings, literal numbers and booleans. Anything
+  // else (a filter, escapes, non-ASCII, an unknown key, a value DecodeSearch would refuse,
+  // malformed JSON) returns false and DecodeSearch decides, so the outcome and every error
+  // message are DecodeSearch's. Keys repeat as DecodeSearch lets them: the last one wins.
+  const char* p = body.data();
+  const char* const end = p + body.size();
+  SearchRequest& r = out->request;
+  bool has_query = false;
+  p = SkipJsonSpace(p, end);
+  if (p == end || *p != '{') return false;
+  p = SkipJsonSpace(p + 1, end);
+  if (p < end && *p == '}') return false;  // no query_embedding: DecodeSearch's error
+  for (;;) {
+    std::string_view key;
+    if (!ScanPlainString(p, end, &key)) return false;
+    p = SkipJsonSpace(p, end);
+    if (p == end || *p != ':') return false;
+    p = SkipJsonSpace(p + 1, end);
+    if (key == "query_embedding") {
+      r.query.clear();
+      r.query.reserve(dim_hint);
+      p = ParseFloatArrayAt(p, end, &r.query);
+      if (p == nullptr) return false;
+      has_query = true;
+    } else if (key == "k") {
+      uint64_t k;
+      if (!ScanPlainInteger(p, end, 1, std::numeric_limits<uint32_t>::max(), &k)) return false;
+      r.k = static_cast<uint32_t>(k);
+    } else if (key == "ef_search") {
+      uint64_t ef;
+      if (!ScanPlainInteger(p, end, 0, std::numeric_limits<uint32_t>::max(), &ef)) return false;
+      r.ef = static_cast<uint32_t>(ef);
+    } else if (key == "min_score") {
+      if (!ScanLiteral(p, end, "null")) {
+        // As ReadFloat: the nearest double, then to float.
+        JsonNumber n;
+        const char* number_end = ScanJsonNumber(p, end, &n);
+        if (number_end == nullptr) return false;
+        double d;
+        const auto parsed = fast_float::from_chars(p, number_end, d);
+        if (parsed.ec != std::errc() || parsed.ptr != number_end ||
+            !(std::fabs(d) <= std::numeric_limits<float>::max())) {
+          return false;
+        }
+        r.has_min_score = true;
+        r.min_score = static_cast<float>(d);
+        p = number_end;
+      }
+    } else if (key == "include_embeddings") {
+      if (!ScanBool(p, end, &r.include_embeddings)) return false;
+    } else if (key == "include_metadata") {
+      if (!ScanBool(p, end, &r.include_metadata)) return false;
+    } else if (key == "collection") {
+      if (!ScanPlainString(p, end, &out->collection)) return false;
+    } else if (key == "filter") {
+      if (!ScanLiteral(p, end, "null")) return false;  // a filter: DecodeSearch reads it
+    } else {
+      return false;
+    }
+    p = SkipJsonSpace(p, end);
+    if (p == end) return false;
+    if (*p == '}') break;
+    if (*p != ',') return false;
+    p = SkipJsonSpace(p + 1, end);
+  }
+  return has_query && SkipJsonSpace(p + 1, end) == end;
 }
 
 ApiStatus DecodeDelete(JsonBody& body, DeleteRequest* out) {

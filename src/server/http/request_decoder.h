@@ -104,6 +104,11 @@ ApiStatus DecodeInsert(JsonBody& body, size_t dim_hint, InsertRequest* out);
 ApiStatus DecodeBulkInsert(JsonBody& body, size_t dim_hint, BulkInsertRequest* out);
 ApiStatus DecodeQuery(JsonBody& body, QueryRequest* out);
 ApiStatus DecodeSearch(JsonBody& body, size_t dim_hint, SearchHttpRequest* out);
+// The search body decoded in one pass without simdjson, when it has the plain shape clients
+// send (no filter, no escapes, values in range): true with `out` filled exactly as
+// DecodeSearch would fill it. False (with `out` in any state) when DecodeSearch must decide:
+// then reset `out` and call it (its result, or its error, is the answer).
+bool TryDecodeSearchFast(std::string_view body, size_t dim_hint, SearchHttpRequest* out);
 ApiStatus DecodeDelete(JsonBody& body, DeleteRequest* out);
 ApiStatus DecodeUpdateMetadata(JsonBody& body, UpdateMetadataRequest* out);
 ApiStatus DecodeFlush(JsonBody& body, FlushRequest* out);
