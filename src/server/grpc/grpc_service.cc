@@ -65,7 +65,11 @@ void CallTimer::Record(bool error) const {
 }
 
 GrpcService::GrpcService(server::Service& service)
-    : service_(service), gate_(service), batcher_(service, kMaxInsertBatch) {}
+    : service_(service), gate_(service), batcher_(service, kMaxInsertBatch) {
+  SetMessageAllocatorFor_Search(&search_messages_);
+  SetMessageAllocatorFor_Query(&query_messages_);
+  SetMessageAllocatorFor_Insert(&insert_messages_);
+}
 
 GrpcService::Unary* GrpcService::Insert(Ctx* ctx, const pb::InsertRequest* req,
                                         pb::InsertResponse* resp) {
