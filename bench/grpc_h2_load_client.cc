@@ -32,6 +32,7 @@
 #include <thread>
 #include <vector>
 
+#include "grpc_messages.h"
 #include "http_request.h"
 #include "kyrodb/v1/kyrodb.pb.h"
 #include "load_client.h"
@@ -81,13 +82,8 @@ struct Shared {
 
 class Client {
  public:
-  Client(LoadRun& run, const Shared& shared, uint64_t seed) : run_(run), shared_(shared), rng_(seed) {
-    const LoadSpec& spec = run.spec();
-    (*insert_.mutable_metadata())["source"] = "kyrodb_bench";
-    insert_.set_namespace_(spec.collection);
-    query_.set_namespace_(spec.collection);
-    query_.set_include_embedding(spec.include_embedding);
-  }
+  Client(LoadRun& run, const Shared& shared, uint64_t seed)
+      : run_(run), shared_(shared), rng_(seed), m_(run.spec()) {}
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
   ~Client() { Close(); }
@@ -140,20 +136,13 @@ class Client {
       case RequestKind::kSearch:
         body_ = &shared_.searches[run_.NextVectorRow()];
         break;
-      case RequestKind::kInsert: {
-        const FloatMatrix& v = *run_.spec().vectors;
-        const float* row = v.Row(run_.NextVectorRow());
-        insert_.set_doc_id(run_.NextInsertId());
-        insert_.mutable_embedding()->Clear();
-        insert_.mutable_embedding()->Add(row, row + v.dim);
-        composed_ = GrpcFrame(insert_);
+      case RequestKind::kInsert:
+        composed_ = GrpcFrame(m_.NextInsert(run_));
         body_ = &composed_;
         path = &shared_.insert_path;
         break;
-      }
       case RequestKind::kQuery:
-        query_.set_doc_id(run_.RandomId(rng_));
-        composed_ = GrpcFrame(query_);
+        composed_ = GrpcFrame(m_.NextQuery(run_, rng_));
         body_ = &composed_;
         path = &shared_.query_path;
         break;
@@ -282,19 +271,11 @@ class Client {
     if (response_.size() != 5 + n) return "malformed gRPC response";
     const char* msg = response_.data() + 5;
     const int len = static_cast<int>(n);
-    switch (kind_) {
-      case RequestKind::kSearch:
-        if (!search_reply_.ParseFromArray(msg, len)) return "unparsable SearchResponse";
-        return search_reply_.error();
-      case RequestKind::kInsert:
-        if (!insert_reply_.ParseFromArray(msg, len)) return "unparsable InsertResponse";
-        return insert_reply_.success() ? "" : "Insert: " + insert_reply_.error();
-      case RequestKind::kQuery:
-        if (!query_reply_.ParseFromArray(msg, len)) return "unparsable QueryResponse";
-        *not_found = !query_reply_.found();
-        return query_reply_.error();
-    }
-    return "";
+    google::protobuf::MessageLite* reply = &m_.search_reply;
+    if (kind_ == RequestKind::kInsert) reply = &m_.insert_reply;
+    if (kind_ == RequestKind::kQuery) reply = &m_.query_reply;
+    if (!reply->ParseFromArray(msg, len)) return "unparsable " + reply->GetTypeName();
+    return m_.ReplyError(kind_, not_found);
   }
 
   // Writes what nghttp2 has to send; false if the connection failed.
@@ -399,11 +380,7 @@ class Client {
   std::string grpc_message_;
   bool finished_ = false;
   uint32_t reset_code_ = 0;
-  pb::InsertRequest insert_;
-  pb::QueryRequest query_;
-  pb::SearchResponse search_reply_;
-  pb::InsertResponse insert_reply_;
-  pb::QueryResponse query_reply_;
+  GrpcMessages m_;
   ClientTally tally_;
 };
 
@@ -445,19 +422,7 @@ Result<LoadResult> RunGrpcH2Load(const LoadSpec& spec) {
   std::memcpy(&shared.address, found->ai_addr, found->ai_addrlen);
   shared.address_len = found->ai_addrlen;
   ::freeaddrinfo(found);
-  if (spec.op == LoadOp::kSearch || spec.op == LoadOp::kMixed) {
-    const FloatMatrix& v = *spec.vectors;
-    shared.searches.reserve(v.rows);
-    pb::SearchRequest req;
-    req.set_k(spec.k);
-    req.set_ef_search(spec.ef);
-    req.set_namespace_(spec.collection);
-    for (size_t r = 0; r < v.rows; ++r) {
-      req.mutable_query_embedding()->Clear();
-      req.mutable_query_embedding()->Add(v.Row(r), v.Row(r) + v.dim);
-      shared.searches.push_back(GrpcFrame(req));
-    }
-  }
+  for (const pb::SearchRequest& req : SearchRequests(spec)) shared.searches.push_back(GrpcFrame(req));
 
   const size_t threads = std::max<size_t>(1, spec.client_threads);
   std::vector<int> epolls;
@@ -482,21 +447,7 @@ Result<LoadResult> RunGrpcH2Load(const LoadSpec& spec) {
   }
 
   run.Start();
-  std::vector<std::thread> pool;
-  for (size_t t = 0; t < threads; ++t) {
-    pool.emplace_back([&run, epoll = epolls[t], &list = mine[t]] {
-      run.EnterClientThread();
-      Drive(epoll, list);
-    });
-  }
-  LoadResult result;
-  run.Drive(&result);
-  for (auto& t : pool) t.join();  // every client has seen the stop after its call in flight
-
-  std::vector<ClientTally> tallies;
-  for (auto& c : clients) tallies.push_back(std::move(c->tally()));
-  run.Merge(tallies, &result);
-  return result;
+  return run.RunClientThreads(threads, [&](size_t t) { Drive(epolls[t], mine[t]); }, clients);
 }
 
 }  // namespace kyrodb::bench

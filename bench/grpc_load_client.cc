@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 
+#include "grpc_messages.h"
 #include "kyrodb/v1/kyrodb.grpc.pb.h"
 #include "load_client.h"
 #include "load_run.h"
@@ -46,13 +47,8 @@ class Client {
         cq_(cq),
         run_(run),
         searches_(searches),
-        rng_(seed) {
-    const LoadSpec& spec = run.spec();
-    (*insert_.mutable_metadata())["source"] = "kyrodb_bench";
-    insert_.set_namespace_(spec.collection);
-    query_.set_namespace_(spec.collection);
-    query_.set_include_embedding(spec.include_embedding);
-  }
+        rng_(seed),
+        m_(run.spec()) {}
 
   Status Connect() {
     if (!channel_->WaitForConnected(std::chrono::system_clock::now() + kConnectTimeout)) {
@@ -71,29 +67,22 @@ class Client {
     t0_ = LoadClock::now();
     switch (kind_) {
       case RequestKind::kSearch:
-        search_reply_.Clear();
+        m_.search_reply.Clear();
         search_call_ = stub_->PrepareAsyncSearch(&*context_, searches_[run_.NextVectorRow()], cq_);
         search_call_->StartCall();
-        search_call_->Finish(&search_reply_, &status_, this);
+        search_call_->Finish(&m_.search_reply, &status_, this);
         break;
-      case RequestKind::kInsert: {
-        const FloatMatrix& v = *run_.spec().vectors;
-        const float* row = v.Row(run_.NextVectorRow());
-        insert_.set_doc_id(run_.NextInsertId());
-        insert_.mutable_embedding()->Clear();
-        insert_.mutable_embedding()->Add(row, row + v.dim);
-        insert_reply_.Clear();
-        insert_call_ = stub_->PrepareAsyncInsert(&*context_, insert_, cq_);
+      case RequestKind::kInsert:
+        m_.insert_reply.Clear();
+        insert_call_ = stub_->PrepareAsyncInsert(&*context_, m_.NextInsert(run_), cq_);
         insert_call_->StartCall();
-        insert_call_->Finish(&insert_reply_, &status_, this);
+        insert_call_->Finish(&m_.insert_reply, &status_, this);
         break;
-      }
       case RequestKind::kQuery:
-        query_.set_doc_id(run_.RandomId(rng_));
-        query_reply_.Clear();
-        query_call_ = stub_->PrepareAsyncQuery(&*context_, query_, cq_);
+        m_.query_reply.Clear();
+        query_call_ = stub_->PrepareAsyncQuery(&*context_, m_.NextQuery(run_, rng_), cq_);
         query_call_->StartCall();
-        query_call_->Finish(&query_reply_, &status_, this);
+        query_call_->Finish(&m_.query_reply, &status_, this);
         break;
     }
     return true;
@@ -101,21 +90,8 @@ class Client {
 
   // The call in flight finished: records it and starts the next; false once the run is over.
   bool Done() {
-    std::string app_error;
     bool not_found = false;
-    switch (kind_) {
-      case RequestKind::kSearch:
-        app_error = search_reply_.error();
-        break;
-      case RequestKind::kInsert:
-        if (!insert_reply_.success()) app_error = "Insert: " + insert_reply_.error();
-        break;
-      case RequestKind::kQuery:
-        app_error = query_reply_.error();
-        not_found = !query_reply_.found();
-        break;
-    }
-    // An absent document is found=false with status OK; NOT_FOUND is an unknown collection.
+    const std::string app_error = status_.ok() ? m_.ReplyError(kind_, &not_found) : "";
     if (!status_.ok()) {
       run_.Record(tally_, kind_, t0_, Outcome::kError, StatusText(status_));
     } else if (!app_error.empty()) {
@@ -143,11 +119,7 @@ class Client {
   std::unique_ptr<grpc::ClientAsyncResponseReader<pb::SearchResponse>> search_call_;
   std::unique_ptr<grpc::ClientAsyncResponseReader<pb::InsertResponse>> insert_call_;
   std::unique_ptr<grpc::ClientAsyncResponseReader<pb::QueryResponse>> query_call_;
-  pb::InsertRequest insert_;
-  pb::QueryRequest query_;
-  pb::SearchResponse search_reply_;
-  pb::InsertResponse insert_reply_;
-  pb::QueryResponse query_reply_;
+  GrpcMessages m_;
   ClientTally tally_;
 };
 
@@ -165,17 +137,7 @@ void Poll(grpc::CompletionQueue* cq, size_t clients) {
 
 Result<LoadResult> RunGrpcLibraryLoad(const LoadSpec& spec) {
   if (spec.vectors == nullptr || spec.vectors->rows == 0) return Status::InvalidArgument("load: no vectors");
-  std::vector<pb::SearchRequest> searches;
-  if (spec.op == LoadOp::kSearch || spec.op == LoadOp::kMixed) {
-    const FloatMatrix& v = *spec.vectors;
-    searches.resize(v.rows);
-    for (size_t r = 0; r < v.rows; ++r) {
-      searches[r].mutable_query_embedding()->Add(v.Row(r), v.Row(r) + v.dim);
-      searches[r].set_k(spec.k);
-      searches[r].set_ef_search(spec.ef);
-      searches[r].set_namespace_(spec.collection);
-    }
-  }
+  const std::vector<pb::SearchRequest> searches = SearchRequests(spec);
 
   const size_t threads = std::max<size_t>(1, spec.client_threads);
   std::vector<std::unique_ptr<grpc::CompletionQueue>> cqs;
@@ -190,22 +152,10 @@ Result<LoadResult> RunGrpcLibraryLoad(const LoadSpec& spec) {
 
   run.Start();
   for (auto& c : clients) c->Issue();
-  std::vector<std::thread> pool;
-  for (size_t t = 0; t < threads; ++t) {
-    const size_t mine = spec.concurrency / threads + (t < spec.concurrency % threads ? 1 : 0);
-    pool.emplace_back([cq = cqs[t].get(), mine, &run] {
-      run.EnterClientThread();
-      Poll(cq, mine);
-    });
-  }
-  LoadResult result;
-  run.Drive(&result);
-  for (auto& t : pool) t.join();  // every client has seen the stop after its call in flight
-
-  std::vector<ClientTally> tallies;
-  for (auto& c : clients) tallies.push_back(std::move(c->tally()));
-  run.Merge(tallies, &result);
-  return result;
+  return run.RunClientThreads(
+      threads,
+      [&](size_t t) { Poll(cqs[t].get(), spec.concurrency / threads + (t < spec.concurrency % threads ? 1 : 0)); },
+      clients);
 }
 
 std::optional<GrpcClient> ParseGrpcClient(const std::string& name) {

@@ -260,21 +260,7 @@ Result<LoadResult> RunHttpLoad(const LoadSpec& spec) {
 
   run.Start();
   for (auto& c : connections) c->Start();
-  std::vector<std::thread> pool;
-  for (auto& io : ios) {
-    pool.emplace_back([&io, &run] {
-      run.EnterClientThread();
-      io->run();
-    });
-  }
-  LoadResult result;
-  run.Drive(&result);
-  for (auto& t : pool) t.join();  // each connection stops after its request in flight
-
-  std::vector<ClientTally> tallies;
-  for (auto& c : connections) tallies.push_back(std::move(c->tally()));
-  run.Merge(tallies, &result);
-  return result;
+  return run.RunClientThreads(threads, [&](size_t t) { ios[t]->run(); }, connections);
 }
 
 }  // namespace kyrodb::bench

@@ -13,6 +13,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "load_client.h"
@@ -58,6 +59,27 @@ class LoadRun {
 
   // Sums the tallies into `result` (after all clients stopped).
   void Merge(std::vector<ClientTally>& tallies, LoadResult* result);
+
+  // After Start(): runs `threads` client threads, thread t calling EnterClientThread() and then
+  // body(t) (which returns once its clients have stopped), drives the run, joins them and merges
+  // the tallies of `clients` (pointers to objects with tally()).
+  template <typename Body, typename Clients>
+  LoadResult RunClientThreads(size_t threads, Body body, Clients& clients) {
+    std::vector<std::thread> pool;
+    for (size_t t = 0; t < threads; ++t) {
+      pool.emplace_back([this, t, &body] {
+        EnterClientThread();
+        body(t);
+      });
+    }
+    LoadResult result;
+    Drive(&result);
+    for (auto& t : pool) t.join();  // every client has seen the stop after its call in flight
+    std::vector<ClientTally> tallies;
+    for (auto& c : clients) tallies.push_back(std::move(c->tally()));
+    Merge(tallies, &result);
+    return result;
+  }
 
  private:
   const LoadSpec& spec_;

@@ -340,33 +340,47 @@ TEST(EngineTest, ConcurrentWritesReadsAndFlushesLoseNothing) {
   ExpectMatchesModel(**c, all, dim, "after final flush");
 }
 
-TEST(EngineTest, RepeatedSearchIsServedFromTheResultCacheUntilAWrite) {
-  TempDir d;
-  auto db = MustOpen(Options(d.path()));
+// The result-cache tests: collection t/c (L2, 4 dims) holding ids 1..50, and the search they
+// repeat.
+std::shared_ptr<Collection> FiftyDocs(Database* db) {
   auto c = db->CreateCollection("t", "c", L2(4));
-  ASSERT_TRUE(c.ok());
-  for (uint64_t i = 1; i <= 50; ++i) ASSERT_OK((*c)->Upsert({DocKey::Numeric(i), Vec(i, 4), {}}));
+  EXPECT_TRUE(c.ok());
+  if (!c.ok()) return nullptr;
+  for (uint64_t i = 1; i <= 50; ++i) EXPECT_TRUE((*c)->Upsert({DocKey::Numeric(i), Vec(i, 4), {}}).ok());
+  return *c;
+}
+
+SearchRequest NearNines() {
   SearchRequest r;
   r.query = {9, 9, 9, 9};
   r.k = 3;
-  auto first = (*c)->Search(r);
+  return r;
+}
+
+TEST(EngineTest, RepeatedSearchIsServedFromTheResultCacheUntilAWrite) {
+  TempDir d;
+  auto db = MustOpen(Options(d.path()));
+  auto c = FiftyDocs(db.get());
+  ASSERT_NE(c, nullptr);
+  const SearchRequest r = NearNines();
+  auto first = c->Search(r);
   ASSERT_TRUE(first.ok());
   // The first miss only marks the request (the doorkeeper); the second miss caches its answer.
-  const uint64_t hits_before = (*c)->Stats().search_cache_hits;
-  ASSERT_TRUE((*c)->Search(r).ok());
-  EXPECT_EQ((*c)->Stats().search_cache_hits, hits_before);
-  auto second = (*c)->Search(r);
+  const uint64_t hits_before = c->Stats().search_cache_hits;
+  ASSERT_TRUE(c->Search(r).ok());
+  EXPECT_EQ(c->Stats().search_cache_hits, hits_before);
+  auto second = c->Search(r);
   ASSERT_TRUE(second.ok());
-  EXPECT_EQ((*c)->Stats().search_cache_hits, hits_before + 1);
+  EXPECT_EQ(c->Stats().search_cache_hits, hits_before + 1);
   ASSERT_EQ(second->size(), first->size());
   for (size_t i = 0; i < first->size(); ++i) EXPECT_EQ((*second)[i].key.id, (*first)[i].key.id);
   // A write makes the cached answer stale: the new closest document must show up.
-  ASSERT_OK((*c)->Upsert({DocKey::Numeric(77), {9, 9, 9, 9}, {}}));
-  auto third = (*c)->Search(r);
+  ASSERT_OK(c->Upsert({DocKey::Numeric(77), {9, 9, 9, 9}, {}}));
+  auto third = c->Search(r);
   ASSERT_TRUE(third.ok());
   ASSERT_FALSE(third->empty());
   EXPECT_EQ((*third)[0].key.id, 77u);
-  EXPECT_EQ((*c)->Stats().search_cache_hits, hits_before + 1);
+  EXPECT_EQ(c->Stats().search_cache_hits, hits_before + 1);
 }
 
 TEST(EngineTest, ResultCacheTurnedOffAnswersEveryRepeatFromTheIndex) {
@@ -374,23 +388,20 @@ TEST(EngineTest, ResultCacheTurnedOffAnswersEveryRepeatFromTheIndex) {
   DatabaseOptions o = Options(d.path());
   o.search_cache_entries = 0;
   auto db = MustOpen(o);
-  auto c = db->CreateCollection("t", "c", L2(4));
-  ASSERT_TRUE(c.ok());
-  for (uint64_t i = 1; i <= 50; ++i) ASSERT_OK((*c)->Upsert({DocKey::Numeric(i), Vec(i, 4), {}}));
-  SearchRequest r;
-  r.query = {9, 9, 9, 9};
-  r.k = 3;
+  auto c = FiftyDocs(db.get());
+  ASSERT_NE(c, nullptr);
+  const SearchRequest r = NearNines();
   std::vector<SearchHit> first;
   for (int i = 0; i < 5; ++i) {
     SearchPath path = SearchPath::kCacheHit;
-    auto got = (*c)->Search(r, &path);
+    auto got = c->Search(r, &path);
     ASSERT_TRUE(got.ok());
     EXPECT_NE(path, SearchPath::kCacheHit) << i;
     if (i == 0) first = *got;
     ASSERT_EQ(got->size(), first.size());
     for (size_t j = 0; j < first.size(); ++j) EXPECT_EQ((*got)[j].key.id, first[j].key.id);
   }
-  EXPECT_EQ((*c)->Stats().search_cache_hits, 0u);
+  EXPECT_EQ(c->Stats().search_cache_hits, 0u);
 }
 
 TEST(SearchCacheTest, AnswersOnlyTheSameRequestAtTheSameGenerationAndStaysBounded) {
