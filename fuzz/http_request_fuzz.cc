@@ -119,6 +119,19 @@ void DecodeAll(const std::string& body) {
       }
       return st;
     });
+    // The search handler's one-pass decoder must agree with DecodeSearch whenever it decodes.
+    SearchHttpRequest fast;
+    if (TryDecodeSearchFast(body, dim_hint, &fast)) {
+      SearchHttpRequest full;
+      KYRODB_CHECK(Decode(body, false, [&](JsonBody& j) { return DecodeSearch(j, dim_hint, &full); }));
+      const SearchRequest &a = fast.request, &b = full.request;
+      KYRODB_CHECK(a.query.size() == b.query.size());
+      KYRODB_CHECK(std::memcmp(a.query.data(), b.query.data(), a.query.size() * sizeof(float)) == 0);
+      KYRODB_CHECK(a.k == b.k && a.ef == b.ef && a.has_min_score == b.has_min_score);
+      KYRODB_CHECK(std::memcmp(&a.min_score, &b.min_score, sizeof(float)) == 0);
+      KYRODB_CHECK(a.include_embeddings == b.include_embeddings && a.include_metadata == b.include_metadata);
+      KYRODB_CHECK(fast.collection == full.collection && !fast.has_filter && !full.has_filter);
+    }
   }
   accepted |= Decode(body, false, [](JsonBody& j) {
     QueryRequest r;

@@ -466,6 +466,24 @@ TEST_F(DecoderTest, FastSearchDecoderAgreesWithDecodeSearch) {
   EXPECT_LT(fast_count, bodies);
 }
 
+// A literal that starts like null is not null (found by the fuzz target: On-Demand's type()
+// looks at the first byte only).
+TEST_F(DecoderTest, SearchRefusesMalformedNullLiterals) {
+  for (const char* body : {R"({"query_embedding": [1], "min_score": n/ull})", R"({"query_embedding": [1], "min_score": nul})",
+                           R"({"query_embedding": [1], "filter": nxyz})", R"({"filter": nulll, "query_embedding": [1]})"}) {
+    http::SearchHttpRequest r;
+    EXPECT_TRUE(Fails(Decode(body, [&](JsonBody& b) { return http::DecodeSearch(b, 0, &r); }), ErrorCode::kInvalidJson))
+        << body;
+    EXPECT_FALSE(http::TryDecodeSearchFast(body, 0, &r)) << body;
+  }
+  for (const char* body : {R"({"query_embedding": [1], "min_score": null})", R"({"query_embedding": [1], "filter": null})"}) {
+    http::SearchHttpRequest r;
+    EXPECT_FALSE(Decode(body, [&](JsonBody& b) { return http::DecodeSearch(b, 0, &r); })) << body;
+    EXPECT_FALSE(r.request.has_min_score);
+    EXPECT_FALSE(r.has_filter);
+  }
+}
+
 TEST_F(DecoderTest, SearchDefaultsAndRanges) {
   http::SearchHttpRequest s;
   ASSERT_FALSE(Decode(R"({"query_embedding": [1, 2]})",

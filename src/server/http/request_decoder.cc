@@ -274,6 +274,17 @@ ApiStatus ReadString(sj::value v, std::string_view field, std::string* out) {
   return std::nullopt;
 }
 
+// Whether `v` is null, the literal checked: type() looks at the first byte only, and On-Demand
+// does not validate what it skips, so `nul` or `nxyz` would otherwise pass as null.
+ApiStatus ReadNull(sj::value v, std::string_view field, bool* out) {
+  *out = false;
+  sj::json_type t;
+  if (v.type().get(t) != simdjson::SUCCESS || t != sj::json_type::null) return std::nullopt;
+  if (auto e = v.is_null().get(*out)) return SyntaxError(e, field);
+  if (!*out) return SyntaxError(simdjson::N_ATOM_ERROR, field);
+  return std::nullopt;
+}
+
 ApiStatus ReadBool(sj::value v, std::string_view field, bool* out) {
   if (auto e = v.get_bool().get(*out)) return TypeError(v, e, field, "true or false");
   return std::nullopt;
@@ -860,16 +871,18 @@ ApiStatus DecodeSearch(JsonBody& body, size_t dim_hint, SearchHttpRequest* out) 
                         ErrorCode::kInvalidEfSearch, &r.ef);
     }
     if (key == "min_score") {
-      sj::json_type t;
-      if (v.type().get(t) == simdjson::SUCCESS && t == sj::json_type::null) return std::nullopt;
+      bool null = false;
+      if (auto st = ReadNull(v, key, &null)) return st;
+      if (null) return std::nullopt;
       r.has_min_score = true;
       return ReadFloat(v, key, &r.min_score);
     }
     if (key == "include_embeddings") return ReadBool(v, key, &r.include_embeddings);
     if (key == "include_metadata") return ReadBool(v, key, &r.include_metadata);
     if (key == "filter") {
-      sj::json_type t;
-      if (v.type().get(t) == simdjson::SUCCESS && t == sj::json_type::null) return std::nullopt;
+      bool null = false;
+      if (auto st = ReadNull(v, key, &null)) return st;
+      if (null) return std::nullopt;
       out->has_filter = true;
       return ReadFilter(v, key, 1, &out->filter);
     }
