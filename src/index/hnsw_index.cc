@@ -914,6 +914,174 @@ class HnswIndex::Impl {
       std::sort(cands.begin(), cands.end(), by_distance);
       if (give_in_link(x, cands)) ++repaired;
     }
+    return repaired + RepairIslands(gone, give_in_link);
+  }
+
+  // Nodes that every node still has in-links to can yet be cut off together: an island whose
+  // in-links all come from inside it (a cluster whose links from the rest were pruned away while
+  // concurrent inserters linked it; seen once in HnswConcurrencyTest's parallel builds, 75 of
+  // 340 nodes). Walks level 0 from the entry point; each live node it does not reach gets an
+  // in-link from the reachable nodes nearest it (found by a search from the entry point), and
+  // what that node reaches joins the walk. A few passes, since a replaced link can cut off a
+  // node the walk had reached through it. Caller holds structure_mu_ exclusively.
+  template <typename GiveInLink>
+  size_t RepairIslands(const std::vector<uint8_t>& gone, GiveInLink& give_in_link) {
+    const Entry e = LoadEntry();
+    const uint32_t n = static_cast<uint32_t>(gone.size());
+    if (e.node == kNone || e.node >= n || gone[e.node]) return 0;
+    size_t repaired = 0;
+    std::vector<uint8_t> reached(n, 0);
+    std::vector<uint32_t> stack;
+    auto walk_from = [&](uint32_t start) {
+      if (reached[start]) return;
+      reached[start] = 1;
+      stack.push_back(start);
+      while (!stack.empty()) {
+        const uint32_t u = stack.back();
+        stack.pop_back();
+        const uint32_t* links = Links0(u);
+        const uint32_t cnt = LoadAcq(links);
+        for (uint32_t j = 1; j <= cnt; ++j) {
+          const uint32_t t = LoadAcq(links + j);
+          if (t < n && !gone[t] && !reached[t]) {
+            reached[t] = 1;
+            stack.push_back(t);
+          }
+        }
+      }
+    };
+    auto by_distance = [](const Candidate& a, const Candidate& b) { return a.dist < b.dist; };
+    std::vector<Candidate> cands;
+    for (int pass = 0; pass < 3; ++pass) {
+      std::fill(reached.begin(), reached.end(), 0);
+      walk_from(e.node);
+      bool all_reached = true;
+      for (uint32_t x = 0; x < n; ++x) {
+        if (gone[x] || reached[x]) continue;
+        all_reached = false;
+        const float* xv = Vec(x);
+        Scratch& s = ThreadScratch();
+        cands.clear();
+        // A level-0 search from the entry point itself (not from where the upper levels lead,
+        // which may be inside the island) only visits reached nodes.
+        WithOracle(xv, s, [&](const auto& dist) {
+          SearchLevel(dist, e.node, dist(e.node), 0, opt_.ef_construction, s);
+          for (size_t i = 0; i < s.pool.size(); ++i) {
+            const uint32_t t = s.pool.IdAt(i);
+            if (t != x && t < n && reached[t] && !IsDeleted(t)) cands.push_back({ExactDist(xv, Vec(t)), t});
+          }
+        });
+        std::sort(cands.begin(), cands.end(), by_distance);
+        if (give_in_link(x, cands)) {
+          ++repaired;
+          walk_from(x);
+        }
+      }
+      if (all_reached) break;
+    }
+    return repaired + RepairDeadEnds(gone);
+  }
+
+  // The other direction: a search that the upper levels lead into a group of nodes with no
+  // level-0 path out of it sees only that group. Every live node that cannot reach the entry
+  // point on level 0 gets an out-link to the nearest node that can (appended if it has room,
+  // else replacing its own farthest link). Caller holds structure_mu_ exclusively.
+  size_t RepairDeadEnds(const std::vector<uint8_t>& gone) {
+    const Entry e = LoadEntry();
+    const uint32_t n = static_cast<uint32_t>(gone.size());
+    if (e.node == kNone || e.node >= n || gone[e.node]) return 0;
+    // Level-0 in-links of every node (the reverse graph).
+    std::vector<uint32_t> start(n + 1, 0), from;
+    for (uint32_t i = 0; i < n; ++i) {
+      if (gone[i]) continue;
+      const uint32_t* links = Links0(i);
+      const uint32_t cnt = LoadAcq(links);
+      for (uint32_t j = 1; j <= cnt; ++j) {
+        const uint32_t t = LoadAcq(links + j);
+        if (t < n && !gone[t]) ++start[t + 1];
+      }
+    }
+    for (uint32_t i = 0; i < n; ++i) start[i + 1] += start[i];
+    from.resize(start[n]);
+    std::vector<uint32_t> fill(start.begin(), start.end() - 1);
+    for (uint32_t i = 0; i < n; ++i) {
+      if (gone[i]) continue;
+      const uint32_t* links = Links0(i);
+      const uint32_t cnt = LoadAcq(links);
+      for (uint32_t j = 1; j <= cnt; ++j) {
+        const uint32_t t = LoadAcq(links + j);
+        if (t < n && !gone[t]) from[fill[t]++] = i;
+      }
+    }
+    // Nodes that reach the entry point: a walk over the reverse graph from it. A node given an
+    // out-link below joins, with every node that reaches it.
+    std::vector<uint8_t> reaches(n, 0);
+    std::vector<uint32_t> stack;
+    auto join = [&](uint32_t x) {
+      if (reaches[x]) return;
+      reaches[x] = 1;
+      stack.push_back(x);
+      while (!stack.empty()) {
+        const uint32_t u = stack.back();
+        stack.pop_back();
+        for (uint32_t k = start[u]; k < start[u + 1]; ++k) {
+          const uint32_t w = from[k];
+          if (!reaches[w]) {
+            reaches[w] = 1;
+            stack.push_back(w);
+          }
+        }
+      }
+    };
+    join(e.node);
+    size_t repaired = 0;
+    for (uint32_t x = 0; x < n; ++x) {
+      if (gone[x] || reaches[x]) continue;
+      // The nearest node that reaches the entry point, among what a search from it meets.
+      const float* xv = Vec(x);
+      Scratch& s = ThreadScratch();
+      uint32_t best = kNone;
+      float best_d = 0;
+      WithOracle(xv, s, [&](const auto& dist) {
+        SearchLevel(dist, e.node, dist(e.node), 0, opt_.ef_construction, s);
+        for (size_t i = 0; i < s.pool.size(); ++i) {
+          const uint32_t t = s.pool.IdAt(i);
+          if (t == x || t >= n || !reaches[t] || IsDeleted(t)) continue;
+          const float d = ExactDist(xv, Vec(t));
+          if (best == kNone || d < best_d) {
+            best = t;
+            best_d = d;
+          }
+        }
+      });
+      if (best == kNone) continue;
+      {
+        std::lock_guard<std::mutex> nl(NodeLock(x));
+        uint32_t* links = Links0(x);
+        const uint32_t cnt = LoadAcq(links);
+        if (cnt < max_m0_) {
+          StoreRel(links + 1 + cnt, best);
+          StoreRel(links, cnt + 1);
+        } else {
+          // The farthest link whose target keeps another in-link (so nothing is cut off).
+          uint32_t worst = 0;
+          float worst_d = -1;
+          for (uint32_t j = 1; j <= cnt; ++j) {
+            const uint32_t t = LoadAcq(links + j);
+            if (t >= n || start[t + 1] - start[t] < 2) continue;
+            const float d = ExactDist(xv, Vec(t));
+            if (d > worst_d) {
+              worst_d = d;
+              worst = j;
+            }
+          }
+          if (worst == 0) continue;
+          StoreRel(links + worst, best);
+        }
+      }
+      ++repaired;
+      join(x);
+    }
     return repaired;
   }
 
