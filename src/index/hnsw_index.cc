@@ -917,6 +917,55 @@ class HnswIndex::Impl {
     return repaired + RepairIslands(gone, give_in_link);
   }
 
+  // Calls visit(t) for each level-0 link of u to a node t that is not gone.
+  template <typename Visit>
+  void ForEachLink0(uint32_t u, const std::vector<uint8_t>& gone, Visit&& visit) const {
+    const uint32_t* links = Links0(u);
+    const uint32_t cnt = LoadAcq(links);
+    for (uint32_t j = 1; j <= cnt; ++j) {
+      const uint32_t t = LoadAcq(links + j);
+      if (t < gone.size() && !gone[t]) visit(t);
+    }
+  }
+
+  // Marks in `marked` every node reachable from `start`, where next(u, visit) calls visit(t)
+  // for each successor t of u.
+  template <typename Next>
+  static void MarkReachable(uint32_t start, std::vector<uint8_t>& marked, std::vector<uint32_t>& stack,
+                            Next&& next) {
+    if (marked[start]) return;
+    marked[start] = 1;
+    stack.push_back(start);
+    while (!stack.empty()) {
+      const uint32_t u = stack.back();
+      stack.pop_back();
+      next(u, [&](uint32_t t) {
+        if (!marked[t]) {
+          marked[t] = 1;
+          stack.push_back(t);
+        }
+      });
+    }
+  }
+
+  // The nodes a level-0 search for x from the entry point itself meets (only nodes reachable
+  // from it, whatever the upper levels would lead to) that pass `keep`, nearest first.
+  template <typename Keep>
+  void NearestFromEntry(uint32_t x, uint32_t entry, Keep&& keep, std::vector<Candidate>* out) {
+    const float* xv = Vec(x);
+    Scratch& s = ThreadScratch();
+    out->clear();
+    WithOracle(xv, s, [&](const auto& dist) {
+      SearchLevel(dist, entry, dist(entry), 0, opt_.ef_construction, s);
+      for (size_t i = 0; i < s.pool.size(); ++i) {
+        const uint32_t t = s.pool.IdAt(i);
+        if (t != x && !IsDeleted(t) && keep(t)) out->push_back({ExactDist(xv, Vec(t)), t});
+      }
+    });
+    std::sort(out->begin(), out->end(),
+              [](const Candidate& a, const Candidate& b) { return a.dist < b.dist; });
+  }
+
   // Nodes that every node still has in-links to can yet be cut off together: an island whose
   // in-links all come from inside it (a cluster whose links from the rest were pruned away while
   // concurrent inserters linked it; seen once in HnswConcurrencyTest's parallel builds, 75 of
@@ -932,49 +981,19 @@ class HnswIndex::Impl {
     size_t repaired = 0;
     std::vector<uint8_t> reached(n, 0);
     std::vector<uint32_t> stack;
-    auto walk_from = [&](uint32_t start) {
-      if (reached[start]) return;
-      reached[start] = 1;
-      stack.push_back(start);
-      while (!stack.empty()) {
-        const uint32_t u = stack.back();
-        stack.pop_back();
-        const uint32_t* links = Links0(u);
-        const uint32_t cnt = LoadAcq(links);
-        for (uint32_t j = 1; j <= cnt; ++j) {
-          const uint32_t t = LoadAcq(links + j);
-          if (t < n && !gone[t] && !reached[t]) {
-            reached[t] = 1;
-            stack.push_back(t);
-          }
-        }
-      }
-    };
-    auto by_distance = [](const Candidate& a, const Candidate& b) { return a.dist < b.dist; };
+    auto out_links = [&](uint32_t u, auto&& visit) { ForEachLink0(u, gone, visit); };
     std::vector<Candidate> cands;
     for (int pass = 0; pass < 3; ++pass) {
       std::fill(reached.begin(), reached.end(), 0);
-      walk_from(e.node);
+      MarkReachable(e.node, reached, stack, out_links);
       bool all_reached = true;
       for (uint32_t x = 0; x < n; ++x) {
         if (gone[x] || reached[x]) continue;
         all_reached = false;
-        const float* xv = Vec(x);
-        Scratch& s = ThreadScratch();
-        cands.clear();
-        // A level-0 search from the entry point itself (not from where the upper levels lead,
-        // which may be inside the island) only visits reached nodes.
-        WithOracle(xv, s, [&](const auto& dist) {
-          SearchLevel(dist, e.node, dist(e.node), 0, opt_.ef_construction, s);
-          for (size_t i = 0; i < s.pool.size(); ++i) {
-            const uint32_t t = s.pool.IdAt(i);
-            if (t != x && t < n && reached[t] && !IsDeleted(t)) cands.push_back({ExactDist(xv, Vec(t)), t});
-          }
-        });
-        std::sort(cands.begin(), cands.end(), by_distance);
+        NearestFromEntry(x, e.node, [&](uint32_t t) { return t < n && reached[t]; }, &cands);
         if (give_in_link(x, cands)) {
           ++repaired;
-          walk_from(x);
+          MarkReachable(x, reached, stack, out_links);
         }
       }
       if (all_reached) break;
@@ -990,71 +1009,33 @@ class HnswIndex::Impl {
     const Entry e = LoadEntry();
     const uint32_t n = static_cast<uint32_t>(gone.size());
     if (e.node == kNone || e.node >= n || gone[e.node]) return 0;
-    // Level-0 in-links of every node (the reverse graph).
+    // Level-0 in-links of every node (the reverse graph): from[start[t] .. start[t + 1]).
     std::vector<uint32_t> start(n + 1, 0), from;
     for (uint32_t i = 0; i < n; ++i) {
-      if (gone[i]) continue;
-      const uint32_t* links = Links0(i);
-      const uint32_t cnt = LoadAcq(links);
-      for (uint32_t j = 1; j <= cnt; ++j) {
-        const uint32_t t = LoadAcq(links + j);
-        if (t < n && !gone[t]) ++start[t + 1];
-      }
+      if (!gone[i]) ForEachLink0(i, gone, [&](uint32_t t) { ++start[t + 1]; });
     }
     for (uint32_t i = 0; i < n; ++i) start[i + 1] += start[i];
     from.resize(start[n]);
     std::vector<uint32_t> fill(start.begin(), start.end() - 1);
     for (uint32_t i = 0; i < n; ++i) {
-      if (gone[i]) continue;
-      const uint32_t* links = Links0(i);
-      const uint32_t cnt = LoadAcq(links);
-      for (uint32_t j = 1; j <= cnt; ++j) {
-        const uint32_t t = LoadAcq(links + j);
-        if (t < n && !gone[t]) from[fill[t]++] = i;
-      }
+      if (!gone[i]) ForEachLink0(i, gone, [&](uint32_t t) { from[fill[t]++] = i; });
     }
     // Nodes that reach the entry point: a walk over the reverse graph from it. A node given an
     // out-link below joins, with every node that reaches it.
     std::vector<uint8_t> reaches(n, 0);
     std::vector<uint32_t> stack;
-    auto join = [&](uint32_t x) {
-      if (reaches[x]) return;
-      reaches[x] = 1;
-      stack.push_back(x);
-      while (!stack.empty()) {
-        const uint32_t u = stack.back();
-        stack.pop_back();
-        for (uint32_t k = start[u]; k < start[u + 1]; ++k) {
-          const uint32_t w = from[k];
-          if (!reaches[w]) {
-            reaches[w] = 1;
-            stack.push_back(w);
-          }
-        }
-      }
+    auto in_links = [&](uint32_t u, auto&& visit) {
+      for (uint32_t k = start[u]; k < start[u + 1]; ++k) visit(from[k]);
     };
-    join(e.node);
+    MarkReachable(e.node, reaches, stack, in_links);
     size_t repaired = 0;
+    std::vector<Candidate> cands;
     for (uint32_t x = 0; x < n; ++x) {
       if (gone[x] || reaches[x]) continue;
-      // The nearest node that reaches the entry point, among what a search from it meets.
+      NearestFromEntry(x, e.node, [&](uint32_t t) { return t < n && reaches[t]; }, &cands);
+      if (cands.empty()) continue;
+      const uint32_t best = cands[0].id;
       const float* xv = Vec(x);
-      Scratch& s = ThreadScratch();
-      uint32_t best = kNone;
-      float best_d = 0;
-      WithOracle(xv, s, [&](const auto& dist) {
-        SearchLevel(dist, e.node, dist(e.node), 0, opt_.ef_construction, s);
-        for (size_t i = 0; i < s.pool.size(); ++i) {
-          const uint32_t t = s.pool.IdAt(i);
-          if (t == x || t >= n || !reaches[t] || IsDeleted(t)) continue;
-          const float d = ExactDist(xv, Vec(t));
-          if (best == kNone || d < best_d) {
-            best = t;
-            best_d = d;
-          }
-        }
-      });
-      if (best == kNone) continue;
       {
         std::lock_guard<std::mutex> nl(NodeLock(x));
         uint32_t* links = Links0(x);
@@ -1080,7 +1061,7 @@ class HnswIndex::Impl {
         }
       }
       ++repaired;
-      join(x);
+      MarkReachable(x, reaches, stack, in_links);
     }
     return repaired;
   }
