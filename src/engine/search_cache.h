@@ -10,8 +10,8 @@
 // (the later insert replaces the earlier) but never each other's answer.
 // Admission (TinyLFU's doorkeeper): most searches are never repeated, and filling the cache
 // with one (copying its hits and query, evicting another) costs a few µs. The first miss of a
-// request only remembers its hash in a small direct-mapped table; Admit() says yes from its
-// second miss on, so a repeated request is answered from the cache from its third time. A
+// request only remembers its hash in a small direct-mapped table; a missing Lookup admits it
+// from its second miss on, so a repeated request is answered from the cache from its third time. A
 // miss takes the lock twice: Lookup (which also decides admission) and, if admitted, Insert.
 // Thread-safety: all methods may be called concurrently (one mutex; a lookup is a hash probe
 // plus a vector compare, far below a search's cost).

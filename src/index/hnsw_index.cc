@@ -966,8 +966,8 @@ class HnswIndex::Impl {
               [](const Candidate& a, const Candidate& b) { return a.dist < b.dist; });
   }
 
-  // Nodes that every node still has in-links to can yet be cut off together: an island whose
-  // in-links all come from inside it (a cluster whose links from the rest were pruned away while
+  // Nodes that all still have in-links can yet be cut off together: an island whose in-links
+  // all come from inside it (a cluster whose links from the rest were pruned away while
   // concurrent inserters linked it; seen once in HnswConcurrencyTest's parallel builds, 75 of
   // 340 nodes). Walks level 0 from the entry point; each live node it does not reach gets an
   // in-link from the reachable nodes nearest it (found by a search from the entry point), and
@@ -1004,7 +1004,8 @@ class HnswIndex::Impl {
   // The other direction: a search that the upper levels lead into a group of nodes with no
   // level-0 path out of it sees only that group. Every live node that cannot reach the entry
   // point on level 0 gets an out-link to the nearest node that can (appended if it has room,
-  // else replacing its own farthest link). Caller holds structure_mu_ exclusively.
+  // else replacing its farthest link whose target keeps another in-link; left as it is if it
+  // has none such). Caller holds structure_mu_ exclusively.
   size_t RepairDeadEnds(const std::vector<uint8_t>& gone) {
     const Entry e = LoadEntry();
     const uint32_t n = static_cast<uint32_t>(gone.size());

@@ -577,9 +577,9 @@ bool ScanPlainString(const char*& p, const char* end, std::string_view* out) {
 bool ScanPlainInteger(const char*& p, const char* end, uint64_t lo, uint64_t hi, uint64_t* out) {
   JsonNumber n;
   const char* number_end = ScanJsonNumber(p, end, &n);
-  if (number_end == nullptr || n.negative || n.truncated || n.exponent != 0) return false;
+  if (number_end == nullptr || n.truncated) return false;
   for (const char* q = p; q < number_end; ++q) {
-    if (!IsDigit(*q)) return false;  // "1e0", "1.0": the full decoder says what it wants
+    if (!IsDigit(*q)) return false;  // "-1", "1e0", "1.0": the full decoder says what it wants
   }
   if (n.mantissa < lo || n.mantissa > hi) return false;
   *out = n.mantissa;
