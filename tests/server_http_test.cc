@@ -290,6 +290,41 @@ TEST_F(DecoderTest, EmbeddingsParseExactlyWhateverTheSpacingAndNameTheBadElement
   }
 }
 
+TEST_F(DecoderTest, ABadElementAnywhereInALongEmbeddingIsRefusedNamingIt) {
+  // Long arrays are read 64 bytes at a time; a bad element must be refused wherever it sits in
+  // a block (first, inside, last, across two blocks) just as in a short array.
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> value(-1, 1);
+  std::vector<std::string> good;
+  for (int i = 0; i < 200; ++i) good.push_back(fmt::format("{}", value(rng)));
+  const std::pair<const char*, ErrorCode> cases[] = {
+      {"01", ErrorCode::kInvalidJson},  {"1.", ErrorCode::kInvalidJson},    {".5", ErrorCode::kInvalidJson},
+      {"+1", ErrorCode::kInvalidJson},  {"1e", ErrorCode::kInvalidJson},    {"--1", ErrorCode::kInvalidJson},
+      {"0x10", ErrorCode::kInvalidJson}, {"1.2.3", ErrorCode::kInvalidJson}, {"-", ErrorCode::kInvalidJson},
+      {"", ErrorCode::kInvalidJson},    {"1 2", ErrorCode::kInvalidJson},   {"0.1-2", ErrorCode::kInvalidJson},
+      {"1e39", ErrorCode::kNonFiniteValue}, {"-0.5e99", ErrorCode::kNonFiniteValue},
+      {R"("1")", ErrorCode::kInvalidArgument}, {"null", ErrorCode::kInvalidArgument},
+      {"[1]", ErrorCode::kInvalidArgument}};
+  for (size_t at : {size_t{0}, size_t{5}, size_t{6}, size_t{100}, size_t{191}, size_t{199}}) {
+    for (const auto& [bad, code] : cases) {
+      SCOPED_TRACE(std::string(bad) + " at " + std::to_string(at));
+      std::string text = R"({"doc_id": 1, "embedding": [)";
+      for (size_t i = 0; i < good.size(); ++i) {
+        text.append(i == 0 ? "" : ",");
+        text.append(i == at ? std::string(bad) : good[i]);
+      }
+      text += "]}";
+      http::InsertRequest r;
+      const auto error = Decode(text, [&](JsonBody& b) { return http::DecodeInsert(b, 0, &r); });
+      if (code == ErrorCode::kInvalidJson) {
+        EXPECT_TRUE(Fails(error, code));
+      } else {
+        EXPECT_TRUE(Fails(error, code, "embedding[" + std::to_string(at) + "]"));
+      }
+    }
+  }
+}
+
 TEST_F(DecoderTest, EmbeddingNumbersRoundToTheNearestFloatLikeFastFloat) {
   // The decoder's own fast path (Clinger's, via double) against fast_float's correctly rounded
   // decimal-to-float conversion, over numbers of every shape: shortest float forms, 17-digit
@@ -300,7 +335,7 @@ TEST_F(DecoderTest, EmbeddingNumbersRoundToTheNearestFloatLikeFastFloat) {
     std::vector<std::string> numbers;
     while (numbers.size() < 1000) {
       std::string t;
-      switch (rng() % 5) {
+      switch (rng() % 6) {
         case 0: {
           const uint32_t bits = static_cast<uint32_t>(rng());
           float f;
@@ -328,6 +363,12 @@ TEST_F(DecoderTest, EmbeddingNumbersRoundToTheNearestFloatLikeFastFloat) {
           for (size_t i = 0; i < digits; ++i) t += static_cast<char>('0' + rng() % 10);
           break;
         }
+        case 4: {  // fixed point: 1 to 8 integer digits, 0 to 17 decimals (15 digits in all and more)
+          const double magnitude = std::pow(10.0, static_cast<double>(rng() % 8));
+          const double v = magnitude * static_cast<double>(rng() >> 11) / static_cast<double>(uint64_t{1} << 53);
+          t = fmt::format("{:.{}f}", (rng() % 2) ? -v : v, static_cast<int>(rng() % 18));
+          break;
+        }
         default: {
           t = (rng() % 2) ? "-" : "";
           t += static_cast<char>('1' + rng() % 9);
@@ -342,8 +383,12 @@ TEST_F(DecoderTest, EmbeddingNumbersRoundToTheNearestFloatLikeFastFloat) {
       if (r.ec != std::errc() || r.ptr != t.data() + t.size() || !std::isfinite(reference)) continue;
       numbers.push_back(t);
     }
+    // Bare commas, and Python's json.dumps spacing (", ").
     std::string text = R"({"doc_id": 1, "embedding": [)";
-    for (size_t i = 0; i < numbers.size(); ++i) text += (i ? "," : "") + numbers[i];
+    for (size_t i = 0; i < numbers.size(); ++i) {
+      text.append(i == 0 ? "" : body % 2 ? ", " : ",");
+      text.append(numbers[i]);
+    }
     text += "]}";
     http::InsertRequest r;
     ASSERT_FALSE(Decode(text, [&](JsonBody& b) { return http::DecodeInsert(b, 0, &r); }));
@@ -354,7 +399,7 @@ TEST_F(DecoderTest, EmbeddingNumbersRoundToTheNearestFloatLikeFastFloat) {
       uint32_t got_bits, want_bits;
       std::memcpy(&got_bits, &r.doc.embedding[i], sizeof(got_bits));
       std::memcpy(&want_bits, &want, sizeof(want_bits));
-      ASSERT_EQ(got_bits, want_bits) << numbers[i];
+      ASSERT_EQ(got_bits, want_bits) << numbers[i] << " (element " << i << ")";
     }
   }
 }
@@ -482,6 +527,38 @@ TEST_F(DecoderTest, SearchRefusesMalformedNullLiterals) {
     EXPECT_FALSE(r.request.has_min_score);
     EXPECT_FALSE(r.has_filter);
   }
+}
+
+TEST_F(DecoderTest, LongNumbersReadExactlyOnEveryPath) {
+  // simdjson 3.0.1 reads this number as 4.45e-16: min_score on the simdjson path, and the
+  // element-wise embedding path (the one that names a bad element), must not take its value.
+  const std::string longest = "-0.0000000000685245655226206572380497";
+  double want = 0;
+  fast_float::from_chars(longest.data(), longest.data() + longest.size(), want);
+  ASSERT_LT(std::fabs(want + 6.85245655e-11), 1e-18);
+  for (const std::string& extra : {std::string(), std::string(R"(, "filter": {"exact": {"key": "a", "value": "b"}})")}) {
+    SCOPED_TRACE(extra.empty() ? "plain body" : "with a filter (DecodeSearch)");
+    const std::string body = R"({"query_embedding": [1, 2], "min_score": )" + longest + extra + "}";
+    http::SearchHttpRequest full;
+    ASSERT_FALSE(Decode(body, [&](JsonBody& b) { return http::DecodeSearch(b, 0, &full); }));
+    EXPECT_TRUE(full.request.has_min_score);
+    EXPECT_EQ(full.request.min_score, static_cast<float>(want));
+    if (extra.empty()) {
+      http::SearchHttpRequest fast;
+      ASSERT_TRUE(http::TryDecodeSearchFast(body, 0, &fast));
+      EXPECT_EQ(fast.request.min_score, full.request.min_score);
+    }
+  }
+  // The element-wise embedding path reads the good elements before the bad one right too.
+  float want_float = 0;
+  fast_float::from_chars(longest.data(), longest.data() + longest.size(), want_float);
+  http::InsertRequest r;
+  EXPECT_TRUE(Fails(Decode(R"({"doc_id": 1, "embedding": [)" + longest + R"(, "x"]})",
+                           [&](JsonBody& b) { return http::DecodeInsert(b, 0, &r); }),
+                    ErrorCode::kInvalidArgument, "embedding[1]"));
+  ASSERT_FALSE(Decode(R"({"doc_id": 1, "embedding": [)" + longest + "]}",
+                      [&](JsonBody& b) { return http::DecodeInsert(b, 0, &r); }));
+  EXPECT_EQ(r.doc.embedding, std::vector<float>{want_float});
 }
 
 TEST_F(DecoderTest, SearchDefaultsAndRanges) {
