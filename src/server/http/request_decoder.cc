@@ -558,45 +558,82 @@ __attribute__((target("sse4.2"))) inline uint64_t BytesEqual64(const char* p, ch
   return mask;
 }
 
-// The element of n bytes at q, with its '.' at `dot` (or no '.' if dot >= n), when it is a
-// number -?D{1,15}(.D{1,15})? of at most 15 digits in all (the sign is before q): its float in
-// *out. False for anything else, also for well-formed numbers of other shapes. Reads 16 bytes
-// from q. The digits are gathered with one shuffle (the '.' skipped, right-aligned, zeros in
-// front), checked together, and summed pairwise by multiply-adds (2, 4, then 8 digits per
-// lane). The mantissa is below 10^15 < 2^53 and the divisor an exact power of ten, so the
-// double is correctly rounded (Clinger), at least 1e-15 unless zero (never subnormal or
-// infinite as a float), and rounds to the nearest float unless it lies on a midpoint between
-// two floats (see ParseJsonFloat), which is left to the caller's general path.
-__attribute__((target("sse4.2"))) inline bool ParseShortDecimal(const char* q, int n, int dot, bool negative,
-                                                               float* out) {
-  const bool has_dot = dot < n;
-  const int digits = n - (has_dot ? 1 : 0);
-  const int integer_digits = has_dot ? dot : n;
-  const int fraction_digits = digits - integer_digits;
-  if (integer_digits == 0 || digits > 15 || (has_dot && fraction_digits == 0) ||
-      (integer_digits > 1 && *q == '0')) {
-    return false;
-  }
-  // Lane j of the result takes byte j - (16 - digits) of q, one further from the '.' on; lanes
-  // before the number get a negative index, which the shuffle turns into 0.
-  const __m128i lane = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  __m128i index = _mm_sub_epi8(lane, _mm_set1_epi8(static_cast<char>(16 - digits)));
-  if (has_dot) {
-    index = _mm_sub_epi8(index, _mm_cmpgt_epi8(index, _mm_set1_epi8(static_cast<char>(dot - 1))));
-  }
-  const __m128i text = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
-  const __m128i d = _mm_shuffle_epi8(_mm_sub_epi8(text, _mm_set1_epi8('0')), index);
+// Digit values (byte - '0') of the 32 text bytes t0:t1, lane i taking byte index[i] (0..31),
+// or 0 where index[i] is negative.
+__attribute__((target("sse4.2"))) inline __m128i GatherDigits(__m128i t0, __m128i t1, __m128i index) {
+  const __m128i from_t0 = _mm_or_si128(index, _mm_cmpgt_epi8(index, _mm_set1_epi8(15)));
+  return _mm_or_si128(_mm_shuffle_epi8(t0, from_t0), _mm_shuffle_epi8(t1, _mm_sub_epi8(index, _mm_set1_epi8(16))));
+}
+
+// Whether every lane holds a digit value 0..9.
+__attribute__((target("sse4.2"))) inline bool AllDigits(__m128i d) {
   const __m128i nine = _mm_set1_epi8(9);
-  if (_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(d, nine), nine)) != 0xFFFF) return false;
+  return _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(d, nine), nine)) == 0xFFFF;
+}
+
+// The value of the 16 digit lanes of d (the first lane the most significant), summed pairwise
+// by multiply-adds: 2, 4, then 8 digits per lane.
+__attribute__((target("sse4.2"))) inline uint64_t Digits16Value(__m128i d) {
   const __m128i pairs = _mm_maddubs_epi16(d, _mm_set1_epi16(0x010A));       // 10 * first + second
   const __m128i quads = _mm_madd_epi16(pairs, _mm_set1_epi32(0x00010064));  // 100 * first + second
   const __m128i octs = _mm_madd_epi16(_mm_packs_epi32(quads, quads), _mm_set1_epi32(0x00012710));
   const uint64_t both = static_cast<uint64_t>(_mm_cvtsi128_si64(octs));
-  const uint64_t mantissa = (both & 0xFFFFFFFF) * 100'000'000 + (both >> 32);
+  return (both & 0xFFFFFFFF) * 100'000'000 + (both >> 32);
+}
+
+// The element of n bytes at q, with its '.' at `dot` (or no '.' if dot >= n), when it is a
+// number -?D+(.D+)? (the sign is before q) of at most 32 bytes whose digits make a mantissa
+// below 2^64 and which has at most 22 fraction digits: its float in *out. False for anything
+// else, also for well-formed numbers of other shapes. Reads 32 bytes from q. The digits are
+// gathered by shuffles (the '.' skipped, right-aligned, zeros in front), checked together and
+// summed by multiply-adds; a branch on the length (up to 16 bytes: one register of digits)
+// follows the client's number format, not the digits.
+//
+// Rounding: the mantissa m and the divisor 10^f (exact for f <= 22) give a double within two
+// units in its last place of the decimal's value (one rounding of m when above 2^53, one of the
+// division; none of m at or below 2^53: Clinger's exact case). The decimal is at least 1e-22
+// unless zero and below 2^64, so its float is normal and finite, and it rounds to the same float
+// as that double unless the double lies within a few units of a midpoint between two floats
+// (their doubles end in exactly 2^28 in the low 29 bits); those, about one number in 2^25, are
+// left to the caller's general path (ParseJsonFloat).
+__attribute__((target("sse4.2"))) inline bool ParseDecimal(const char* q, int n, int dot, bool negative,
+                                                          float* out) {
+  const bool has_dot = dot < n;
+  const int digits = n - (has_dot ? 1 : 0);
+  const int integer_digits = has_dot ? dot : n;
+  const int fraction_digits = digits - integer_digits;
+  if (integer_digits == 0 || n > 32 || fraction_digits > 22 || (has_dot && fraction_digits == 0) ||
+      (integer_digits > 1 && *q == '0')) {
+    return false;
+  }
+  const __m128i zero = _mm_set1_epi8('0');
+  const __m128i t0 = _mm_sub_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)), zero);
+  const __m128i lane = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  // The last 16 digit lanes: lane i holds digit i - (16 - digits), one byte further from the
+  // '.' on (digits before the number get a negative index: zero).
+  const __m128i after_dot = _mm_set1_epi8(static_cast<char>(has_dot ? dot - 1 : 127));
+  __m128i index = _mm_sub_epi8(lane, _mm_set1_epi8(static_cast<char>(16 - digits)));
+  index = _mm_sub_epi8(index, _mm_cmpgt_epi8(index, after_dot));
+  uint64_t mantissa;
+  if (n <= 16) [[likely]] {
+    const __m128i d = _mm_shuffle_epi8(t0, index);
+    if (!AllDigits(d)) return false;
+    mantissa = Digits16Value(d);
+  } else {
+    const __m128i t1 = _mm_sub_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16)), zero);
+    const __m128i low = GatherDigits(t0, t1, index);
+    __m128i high_index = _mm_sub_epi8(lane, _mm_set1_epi8(static_cast<char>(32 - digits)));
+    high_index = _mm_sub_epi8(high_index, _mm_cmpgt_epi8(high_index, after_dot));
+    const __m128i high = GatherDigits(t0, t1, high_index);
+    if (!AllDigits(_mm_max_epu8(low, high))) return false;
+    const uint64_t top = Digits16Value(high);
+    if (top > 1843) return false;  // the mantissa would not fit in 64 bits
+    mantissa = top * 10'000'000'000'000'000 + Digits16Value(low);
+  }
   const double value = static_cast<double>(mantissa) / kExactPowersOf10[fraction_digits];
   uint64_t bits;
   std::memcpy(&bits, &value, sizeof(bits));
-  if ((bits & ((uint64_t{1} << 29) - 1)) == (uint64_t{1} << 28)) return false;  // on a midpoint
+  if ((bits & ((uint64_t{1} << 29) - 1)) - ((uint64_t{1} << 28) - 4) <= 8) return false;  // near a midpoint
   const float x = static_cast<float>(value);
   *out = negative ? -x : x;
   return true;
@@ -628,7 +665,7 @@ __attribute__((target("sse4.2"))) const char* ParseFloatBlocks(const char* p, co
       const uint64_t later_dots = dots >> from;
       const int dot = later_dots == 0 ? 64 : std::countr_zero(later_dots);
       float x;
-      if (n <= 0 || !ParseShortDecimal(q, n, dot, negative, &x)) {
+      if (n <= 0 || !ParseDecimal(q, n, dot, negative, &x)) {
         const char* number_end = ParseJsonFloat(e, end, &x);
         if (number_end == nullptr || SkipJsonSpace(number_end, end) != p + stop) {
           *next = p + start;
