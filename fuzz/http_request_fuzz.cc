@@ -12,10 +12,14 @@
 //
 // Invariants checked besides "no crash, no sanitizer report": an error always has a message;
 // decoded embeddings and min_score are finite; bulk_insert's bookkeeping adds up; decoded
-// filters are well formed; a body some decoder accepts is valid JSON (simdjson DOM agrees).
+// filters are well formed; a body some decoder accepts is valid JSON (simdjson DOM agrees); the
+// one-pass search decoder agrees with DecodeSearch, and its embedding with simdjson's tokens
+// read by fast_float.
 #include <utility>  // before Boost: Boost 1.74 asio needs std::exchange (BUILD-NOTES)
 
 #include <simdjson.h>
+
+#include <fast_float/fast_float.h>
 
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
@@ -59,6 +63,41 @@ void CheckFilter(const MetadataFilter& f, int depth) {
     case Kind::kOr: break;
   }
   for (const MetadataFilter& c : f.children) CheckFilter(c, depth + 1);
+}
+
+// An independent reading of a search body's query embedding (the last "query_embedding" key, as
+// the decoders take it): simdjson's element tokens, each converted to the nearest float by
+// fast_float. Nothing when simdjson does not read the body or the array.
+std::optional<std::vector<float>> OracleQuery(const std::string& body) {
+  static simdjson::ondemand::parser* parser = new simdjson::ondemand::parser();
+  const simdjson::padded_string text(body);
+  simdjson::ondemand::document doc;
+  if (parser->iterate(text).get(doc)) return std::nullopt;
+  simdjson::ondemand::object obj;
+  if (doc.get_object().get(obj)) return std::nullopt;
+  std::optional<std::vector<float>> query;
+  for (auto field : obj) {
+    std::string_view key;
+    if (field.unescaped_key().get(key)) return std::nullopt;
+    if (key != "query_embedding") continue;
+    simdjson::ondemand::array arr;
+    if (field.value().get_array().get(arr)) return std::nullopt;
+    std::vector<float> v;
+    for (auto el : arr) {
+      simdjson::ondemand::value value;
+      if (el.get(value)) return std::nullopt;
+      std::string_view tok = value.raw_json_token();
+      while (!tok.empty() && (tok.back() == ' ' || tok.back() == '\n' || tok.back() == '\r' || tok.back() == '\t')) {
+        tok.remove_suffix(1);
+      }
+      float x;
+      const auto r = fast_float::from_chars(tok.data(), tok.data() + tok.size(), x);
+      if (r.ec != std::errc() || r.ptr != tok.data() + tok.size()) return std::nullopt;
+      v.push_back(x);
+    }
+    query = std::move(v);
+  }
+  return query;
 }
 
 // Shared between runs like the server's per-thread JsonBody, so state carried from one parse
@@ -131,6 +170,11 @@ void DecodeAll(const std::string& body) {
       KYRODB_CHECK(std::memcmp(&a.min_score, &b.min_score, sizeof(float)) == 0);
       KYRODB_CHECK(a.include_embeddings == b.include_embeddings && a.include_metadata == b.include_metadata);
       KYRODB_CHECK(fast.collection == full.collection && !fast.has_filter && !full.has_filter);
+      // Both decoders share the float-array reader; simdjson's tokens and fast_float check it.
+      if (auto want = OracleQuery(body)) {
+        KYRODB_CHECK(want->size() == a.query.size());
+        KYRODB_CHECK(std::memcmp(want->data(), a.query.data(), a.query.size() * sizeof(float)) == 0);
+      }
     }
   }
   accepted |= Decode(body, false, [](JsonBody& j) {
