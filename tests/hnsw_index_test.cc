@@ -3,15 +3,19 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <random>
 #include <set>
 
+#include "base/crc32c.h"
 #include "index/flat_index.h"
+#include "index/hnsw_format.h"
 #include "test_support.h"
 #include "test_util.h"
 
@@ -359,6 +363,312 @@ TEST(HnswIndexTest, BitFlipAnywhereIsRefusedWithCorruption) {
                 r.status().code() == StatusCode::kNotSupported)
         << r.status().ToString();
   }
+}
+
+// ---- Level-0 connectivity repairs ----
+// The damage below is written into a saved index file (docs/formats/hnsw.md) rather than made
+// through a test hook: the tests read the node table and level-0 links, cut links, put the
+// level-0 section's checksum right, and load the result, which Load accepts as it is (it
+// validates links but does not repair them).
+
+// The node table and level-0 links of a saved index file, editable in place.
+class IndexFile {
+ public:
+  void Read(const std::string& path) {
+    bytes_ = ReadAll(path);
+    ASSERT_GE(bytes_.size(), sizeof(hnsw_format::Header));
+    hnsw_format::Header h;
+    std::memcpy(&h, bytes_.data(), sizeof(h));
+    ASSERT_EQ(std::memcmp(h.magic, hnsw_format::kMagic, sizeof(h.magic)), 0);
+    ASSERT_EQ(h.version, hnsw_format::kVersion);
+    n_ = h.num_slots;
+    entry_ = h.entry_node;
+    code_bytes_ = h.code_bytes;
+    stride0_ = h.level0_stride;
+    max_links0_ = 2 * h.m;
+    size_t pos = sizeof(h);
+    for (;;) {  // section: u32 type, u32 reserved, u64 payload bytes, payload, u32 crc
+      ASSERT_LE(pos + 16, bytes_.size());
+      uint32_t type;
+      uint64_t len;
+      std::memcpy(&type, &bytes_[pos], 4);
+      std::memcpy(&len, &bytes_[pos + 8], 8);
+      const size_t payload = pos + 16;
+      ASSERT_LE(payload + len + 4, bytes_.size());
+      if (type == hnsw_format::kSectionNodes) nodes_off_ = payload;
+      if (type == hnsw_format::kSectionLevel0) {
+        level0_off_ = payload;
+        level0_len_ = len;
+      }
+      pos = payload + len + 4;
+      if (type == hnsw_format::kSectionEnd) break;
+    }
+    ASSERT_EQ(pos, bytes_.size());
+    ASSERT_NE(nodes_off_, 0u);
+    ASSERT_EQ(level0_len_, static_cast<uint64_t>(n_) * stride0_);
+  }
+
+  // Writes the file with the edited links; only the level-0 section's checksum changes.
+  void Write(const std::string& path) {
+    const uint32_t crc = crc32c::Mask(crc32c::Value(&bytes_[level0_off_], level0_len_));
+    std::memcpy(&bytes_[level0_off_ + level0_len_], &crc, 4);
+    WriteAll(path, bytes_);
+  }
+
+  uint32_t slots() const { return n_; }
+  uint32_t entry() const { return entry_; }
+  uint32_t max_links0() const { return max_links0_; }
+  uint64_t Label(uint32_t i) const {
+    uint64_t l;
+    std::memcpy(&l, &bytes_[nodes_off_ + 8 * size_t{i}], 8);
+    return l;
+  }
+  int Level(uint32_t i) const {
+    return static_cast<uint8_t>(bytes_[nodes_off_ + 8 * size_t{n_} + i]);
+  }
+  bool Live(uint32_t i) const { return bytes_[nodes_off_ + 9 * size_t{n_} + i] == 0; }
+
+  std::vector<uint32_t> Links(uint32_t i) const {
+    const size_t at = LinksAt(i);
+    uint32_t cnt;
+    std::memcpy(&cnt, &bytes_[at], 4);
+    std::vector<uint32_t> links(cnt);
+    if (cnt > 0) std::memcpy(links.data(), &bytes_[at + 4], 4 * size_t{cnt});
+    return links;
+  }
+  void SetLinks(uint32_t i, const std::vector<uint32_t>& links) {
+    ASSERT_LE(links.size(), max_links0_);
+    const size_t at = LinksAt(i);
+    const uint32_t cnt = static_cast<uint32_t>(links.size());
+    std::memcpy(&bytes_[at], &cnt, 4);
+    std::memset(&bytes_[at + 4], 0, 4 * size_t{max_links0_});
+    if (cnt > 0) std::memcpy(&bytes_[at + 4], links.data(), 4 * size_t{cnt});
+  }
+
+  // Live nodes not reached by a level-0 walk from the entry point along the links
+  // (`towards_entry` false), or that cannot reach the entry point (`towards_entry` true).
+  std::set<uint32_t> Unconnected(bool towards_entry) const {
+    std::vector<std::vector<uint32_t>> next(n_);
+    for (uint32_t i = 0; i < n_; ++i) {
+      if (!Live(i)) continue;
+      for (uint32_t t : Links(i)) {
+        if (towards_entry) {
+          next[t].push_back(i);
+        } else {
+          next[i].push_back(t);
+        }
+      }
+    }
+    std::vector<bool> seen(n_, false);
+    std::vector<uint32_t> stack = {entry_};
+    seen[entry_] = true;
+    while (!stack.empty()) {
+      const uint32_t u = stack.back();
+      stack.pop_back();
+      for (uint32_t t : next[u]) {
+        if (!seen[t]) {
+          seen[t] = true;
+          stack.push_back(t);
+        }
+      }
+    }
+    std::set<uint32_t> out;
+    for (uint32_t i = 0; i < n_; ++i) {
+      if (Live(i) && !seen[i]) out.insert(i);
+    }
+    return out;
+  }
+
+  // Live nodes that no live node links to on level 0.
+  std::set<uint32_t> WithoutInLinks() const {
+    std::vector<bool> linked(n_, false);
+    for (uint32_t i = 0; i < n_; ++i) {
+      if (!Live(i)) continue;
+      for (uint32_t t : Links(i)) linked[t] = true;
+    }
+    std::set<uint32_t> out;
+    for (uint32_t i = 0; i < n_; ++i) {
+      if (Live(i) && !linked[i]) out.insert(i);
+    }
+    return out;
+  }
+
+ private:
+  size_t LinksAt(uint32_t i) const { return level0_off_ + size_t{i} * stride0_ + code_bytes_ + 4; }
+
+  std::string bytes_;
+  uint32_t n_ = 0, entry_ = 0, code_bytes_ = 0, stride0_ = 0, max_links0_ = 0;
+  size_t nodes_off_ = 0, level0_off_ = 0;
+  uint64_t level0_len_ = 0;
+};
+
+enum class Damage {
+  kIsland,   // no level-0 link from outside the group into it; members link each other
+  kDeadEnd,  // members' level-0 links all stay inside the group; the rest still links in
+};
+enum class Trigger { kAddBatch, kConsolidate };  // the two production paths that repair
+
+// Builds a 400-node graph, damages a group of 16 neighbouring nodes in its saved file, loads it,
+// shows that searches miss what the damage cut off, triggers the repair the way production
+// does, and checks that every live vector is found again and the saved links are whole.
+void CheckRepair(Damage damage, Trigger trigger) {
+  const size_t n = 400, dim = 16, group_size = 16;
+  auto data = ClusteredVectors(n, dim, 41);
+  auto idx = MakeIndex(dim, Metric::kL2, 1024);
+  ASSERT_OK(idx->AddBatch(Labels(n), data.data(), /*num_threads=*/1));  // 1: same graph every run
+  TempDir dir;
+  ASSERT_OK(idx->Save(dir.File("built")));
+  IndexFile file;
+  ASSERT_NO_FATAL_FAILURE(file.Read(dir.File("built")));
+  ASSERT_EQ(file.slots(), n);
+  ASSERT_TRUE(file.Unconnected(false).empty());
+  ASSERT_TRUE(file.Unconnected(true).empty());
+  const uint32_t entry = file.entry();
+  auto vec = [&](uint32_t slot) { return &data[(file.Label(slot) - 1) * dim]; };
+  auto dist = [&](uint32_t a, uint32_t b) {
+    double d = 0;
+    for (size_t j = 0; j < dim; ++j) {
+      const double diff = double{vec(a)[j]} - vec(b)[j];
+      d += diff * diff;
+    }
+    return d;
+  };
+
+  // The group: a seed node and its nearest neighbours, never the entry point. An island's
+  // members are level-0-only, so that no upper-level link leads a search into it; a dead end's
+  // seed has an upper level, so that a search for its vector descends into the group.
+  auto eligible = [&](uint32_t i) {
+    return i != entry && (damage == Damage::kDeadEnd || file.Level(i) == 0);
+  };
+  uint32_t seed = 0;
+  while (seed < n && !(eligible(seed) && (damage == Damage::kIsland || file.Level(seed) > 0))) {
+    ++seed;
+  }
+  ASSERT_LT(seed, n);
+  std::vector<uint32_t> others;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (i != seed && eligible(i)) others.push_back(i);
+  }
+  std::sort(others.begin(), others.end(),
+            [&](uint32_t a, uint32_t b) { return dist(seed, a) < dist(seed, b); });
+  std::vector<uint32_t> group = {seed};
+  group.insert(group.end(), others.begin(), others.begin() + (group_size - 1));
+  const std::set<uint32_t> in_group(group.begin(), group.end());
+
+  // Cut. Each member also gets a link to the next one (a ring), so that every member keeps an
+  // in-link from inside the group and the orphan repair (nodes without in-links) passes it by.
+  for (uint32_t i = 0; i < n; ++i) {
+    if (in_group.count(i) > 0) continue;
+    std::vector<uint32_t> links = file.Links(i);
+    if (damage == Damage::kIsland) {
+      std::erase_if(links, [&](uint32_t t) { return in_group.count(t) > 0; });
+    }
+    ASSERT_NO_FATAL_FAILURE(file.SetLinks(i, links));
+  }
+  for (size_t g = 0; g < group.size(); ++g) {
+    const uint32_t ring_next = group[(g + 1) % group.size()];
+    std::vector<uint32_t> links = {ring_next};
+    for (uint32_t t : file.Links(group[g])) {
+      if (t == ring_next || (damage == Damage::kDeadEnd && in_group.count(t) == 0)) continue;
+      if (links.size() < file.max_links0()) links.push_back(t);
+    }
+    ASSERT_NO_FATAL_FAILURE(file.SetLinks(group[g], links));
+  }
+  // The damage is exactly what it should be, on the links as written, and no node is left
+  // without in-links (which the orphan repair alone would mend).
+  ASSERT_TRUE(file.WithoutInLinks().empty());
+  if (damage == Damage::kIsland) {
+    ASSERT_EQ(file.Unconnected(false), in_group)
+        << "the island is not cut off from the entry point";
+    ASSERT_TRUE(file.Unconnected(true).empty())
+        << "island members must still reach the entry point";
+  } else {
+    ASSERT_TRUE(file.Unconnected(false).empty()) << "the dead end must stay reachable";
+    ASSERT_EQ(file.Unconnected(true), in_group) << "the dead end has a way out";
+  }
+  file.Write(dir.File("damaged"));
+  auto loaded = HnswIndex::Load(dir.File("damaged"));
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  HnswIndex& damaged = **loaded;
+
+  // Before the repair, searches wide enough to visit every node they can reach (ef > n) miss
+  // what the damage cut off.
+  const size_t all = n + 1;
+  std::vector<SearchHit> hits;
+  if (damage == Damage::kIsland) {
+    size_t found = 0;
+    for (uint32_t g : group) {
+      ASSERT_OK(damaged.Search(vec(g), 1, all, &hits));
+      ASSERT_FALSE(hits.empty());
+      found += hits[0].label == file.Label(g);
+    }
+    EXPECT_EQ(found, 0u) << "island members found before the repair";
+  } else {
+    // A search for the seed descends into the dead end and sees nothing else.
+    ASSERT_OK(damaged.Search(vec(seed), all, all, &hits));
+    std::set<uint64_t> got, want;
+    for (const SearchHit& h : hits) got.insert(h.label);
+    for (uint32_t g : group) want.insert(file.Label(g));
+    EXPECT_EQ(got, want);
+  }
+
+  // Repair the way production does, through a node far from the group (so that its insertion
+  // or removal does not touch the group's links itself).
+  uint32_t far = entry;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (i != entry && in_group.count(i) == 0 && (far == entry || dist(seed, i) > dist(seed, far))) {
+      far = i;
+    }
+  }
+  ASSERT_NE(far, entry);
+  uint64_t gone_label = 0;
+  if (trigger == Trigger::kAddBatch) {
+    std::vector<float> v(vec(far), vec(far) + dim);
+    for (float& x : v) x += 0.01f;
+    const uint64_t label = n + 1;
+    ASSERT_OK(damaged.AddBatch({&label, 1}, v.data(), 1));
+  } else {
+    gone_label = file.Label(far);
+    ASSERT_OK(damaged.Remove(gone_label));
+    ASSERT_EQ(damaged.Consolidate(), 1u);
+  }
+
+  // Every live vector is found again, by a search for itself...
+  std::vector<uint64_t> missed_in_group, missed_elsewhere;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (file.Label(i) == gone_label) continue;
+    ASSERT_OK(damaged.Search(vec(i), 1, all, &hits));
+    ASSERT_FALSE(hits.empty());
+    if (hits[0].label != file.Label(i) || hits[0].distance != 0.0f) {
+      (in_group.count(i) > 0 ? missed_in_group : missed_elsewhere).push_back(file.Label(i));
+    }
+  }
+  EXPECT_EQ(missed_in_group, std::vector<uint64_t>{}) << "group members not found after the repair";
+  EXPECT_EQ(missed_elsewhere, std::vector<uint64_t>{}) << "other nodes not found after the repair";
+  // ...a search for the seed (for a dead end: one that descends into it) sees the whole index...
+  ASSERT_OK(damaged.Search(vec(seed), all, all, &hits));
+  EXPECT_EQ(hits.size(), damaged.Size());
+  // ...and in the saved links every live node is reached from the entry point and reaches it.
+  ASSERT_OK(damaged.Save(dir.File("repaired")));
+  IndexFile repaired;
+  ASSERT_NO_FATAL_FAILURE(repaired.Read(dir.File("repaired")));
+  EXPECT_TRUE(repaired.Unconnected(false).empty())
+      << repaired.Unconnected(false).size() << " unreached";
+  EXPECT_TRUE(repaired.Unconnected(true).empty())
+      << repaired.Unconnected(true).size() << " without a way out";
+}
+
+TEST(HnswIndexTest, AddBatchReconnectsAnIslandCutOffFromTheEntryPoint) {
+  CheckRepair(Damage::kIsland, Trigger::kAddBatch);
+}
+TEST(HnswIndexTest, ConsolidateReconnectsAnIslandCutOffFromTheEntryPoint) {
+  CheckRepair(Damage::kIsland, Trigger::kConsolidate);
+}
+TEST(HnswIndexTest, AddBatchGivesADeadEndGroupAWayOut) {
+  CheckRepair(Damage::kDeadEnd, Trigger::kAddBatch);
+}
+TEST(HnswIndexTest, ConsolidateGivesADeadEndGroupAWayOut) {
+  CheckRepair(Damage::kDeadEnd, Trigger::kConsolidate);
 }
 
 TEST(HnswIndexTest, MissingFileIsNotFound) {
