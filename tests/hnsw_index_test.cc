@@ -671,6 +671,92 @@ TEST(HnswIndexTest, ConsolidateGivesADeadEndGroupAWayOut) {
   CheckRepair(Damage::kDeadEnd, Trigger::kConsolidate);
 }
 
+// The dead-end pass gives a node with a full link list a way out by replacing a link whose
+// target keeps another in-link; when that other in-link comes from behind the target, the
+// replacement cuts both off. Here x (full: a, b, c, t) is the group's only way in and has no
+// way out; t's other in-link is from y, which only t links to. Replacing x -> t cut off {t, y}
+// until the next repair; one repair must leave the graph whole.
+TEST(HnswIndexTest, ADeadEndRepairThatCutsOffNodesIsRepairedInTheSamePass) {
+  const size_t n = 200, dim = 8;
+  const std::vector<float> data = ClusteredVectors(n, dim, 43);
+  HnswOptions o;
+  o.dim = dim;
+  o.m = 2;  // 4 level-0 links: x's list is full
+  o.max_elements = 1024;
+  auto built = HnswIndex::Create(o);
+  ASSERT_TRUE(built.ok());
+  ASSERT_OK((*built)->AddBatch(Labels(n), data.data(), 1));
+  TempDir dir;
+  ASSERT_OK((*built)->Save(dir.File("built")));
+  IndexFile file;
+  ASSERT_NO_FATAL_FAILURE(file.Read(dir.File("built")));
+  const uint32_t entry = file.entry();
+  std::vector<uint32_t> g;
+  for (uint32_t i = 0; i < n && g.size() < 6; ++i) {
+    if (i != entry) g.push_back(i);
+  }
+  const uint32_t x = g[0], a = g[1], b = g[2], c = g[3], t = g[4], y = g[5];
+  const std::set<uint32_t> group(g.begin(), g.end());
+  // Nothing outside links into the group but the entry point's link to x.
+  for (uint32_t i = 0; i < n; ++i) {
+    if (group.count(i) > 0) continue;
+    std::vector<uint32_t> links = file.Links(i);
+    std::erase_if(links, [&](uint32_t u) { return group.count(u) > 0; });
+    if (i == entry) {
+      if (links.size() < file.max_links0()) {
+        links.push_back(x);
+      } else {
+        links.back() = x;
+      }
+    }
+    file.SetLinks(i, links);
+  }
+  file.SetLinks(x, {a, b, c, t});
+  file.SetLinks(a, {x});
+  file.SetLinks(b, {x});
+  file.SetLinks(c, {x});
+  file.SetLinks(t, {y});
+  file.SetLinks(y, {t});
+  // Nodes the cuts above left without an in-link get one from outside the group (so the orphan
+  // pass has nothing to do).
+  for (uint32_t orphan : file.WithoutInLinks()) {
+    for (uint32_t p = 0; p < n; ++p) {
+      if (p == orphan || group.count(p) > 0) continue;
+      std::vector<uint32_t> links = file.Links(p);
+      if (links.size() < file.max_links0()) {
+        links.push_back(orphan);
+        file.SetLinks(p, links);
+        break;
+      }
+    }
+  }
+  ASSERT_TRUE(file.WithoutInLinks().empty());
+  ASSERT_TRUE(file.Unconnected(false).empty()) << "the group is reachable";
+  ASSERT_EQ(file.Unconnected(true), group) << "the group has no way out";
+  file.Write(dir.File("damaged"));
+  auto loaded = HnswIndex::Load(dir.File("damaged"));
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  HnswIndex& index = **loaded;
+
+  // One repair, triggered by an insert far from the group.
+  std::vector<float> far(dim);
+  for (size_t j = 0; j < dim; ++j) far[j] = -data[(file.Label(x) - 1) * dim + j];
+  const uint64_t label = n + 1;
+  ASSERT_OK(index.AddBatch({&label, 1}, far.data(), 1));
+  ASSERT_OK(index.Save(dir.File("repaired")));
+  IndexFile repaired;
+  ASSERT_NO_FATAL_FAILURE(repaired.Read(dir.File("repaired")));
+  EXPECT_TRUE(repaired.Unconnected(false).empty()) << "cut off from the entry point: "
+                                                   << repaired.Unconnected(false).size();
+  EXPECT_TRUE(repaired.Unconnected(true).empty()) << "without a way out: " << repaired.Unconnected(true).size();
+  std::vector<SearchHit> hits;
+  for (uint32_t u : g) {
+    ASSERT_OK(index.Search(&data[(file.Label(u) - 1) * dim], 1, 500, &hits));
+    ASSERT_EQ(hits.size(), 1u);
+    EXPECT_EQ(hits[0].label, file.Label(u)) << "node " << u;
+  }
+}
+
 TEST(HnswIndexTest, MissingFileIsNotFound) {
   EXPECT_EQ(HnswIndex::Load("/nonexistent/kyrodb.hnsw").status().code(), StatusCode::kNotFound);
 }

@@ -832,15 +832,19 @@ class HnswIndex::Impl {
     size_t repaired = 0;
     const uint32_t n = static_cast<uint32_t>(gone.size());
     std::vector<uint16_t> in_degree(n, 0);
-    for (uint32_t i = 0; i < n; ++i) {
-      if (gone[i]) continue;
-      const uint32_t* links = Links0(i);
-      const uint32_t cnt = LoadAcq(links);
-      for (uint32_t j = 1; j <= cnt; ++j) {
-        uint32_t t = LoadAcq(links + j);
-        if (t < n && in_degree[t] < UINT16_MAX) ++in_degree[t];
+    auto count_in_degrees = [&] {
+      std::fill(in_degree.begin(), in_degree.end(), 0);
+      for (uint32_t i = 0; i < n; ++i) {
+        if (gone[i]) continue;
+        const uint32_t* links = Links0(i);
+        const uint32_t cnt = LoadAcq(links);
+        for (uint32_t j = 1; j <= cnt; ++j) {
+          uint32_t t = LoadAcq(links + j);
+          if (t < n && in_degree[t] < UINT16_MAX) ++in_degree[t];
+        }
       }
-    }
+    };
+    count_in_degrees();
     const Entry e = LoadEntry();
     // Gives x one in-link from the first candidate that has room or a link to spare (a target
     // with another in-link); false if none could.
@@ -914,7 +918,19 @@ class HnswIndex::Impl {
       std::sort(cands.begin(), cands.end(), by_distance);
       if (give_in_link(x, cands)) ++repaired;
     }
-    return repaired + RepairIslands(gone, give_in_link);
+    repaired += RepairIslands(gone, give_in_link);
+    // The dead-end pass replaces links too, and a replaced link can cut off the nodes behind it:
+    // the other in-link its target kept may come from a node reachable only through it. So the
+    // island walk runs again after a dead-end pass that changed anything (with in-degrees
+    // counted afresh), a few rounds at most.
+    for (int round = 0; round < 3; ++round) {
+      const size_t dead_ends = RepairDeadEnds(gone);
+      if (dead_ends == 0) break;
+      repaired += dead_ends;
+      count_in_degrees();
+      repaired += RepairIslands(gone, give_in_link);
+    }
+    return repaired;
   }
 
   // Calls visit(t) for each level-0 link of u to a node t that is not gone.
@@ -998,7 +1014,7 @@ class HnswIndex::Impl {
       }
       if (all_reached) break;
     }
-    return repaired + RepairDeadEnds(gone);
+    return repaired;
   }
 
   // The other direction: a search that the upper levels lead into a group of nodes with no
