@@ -158,6 +158,26 @@ void DecodeAll(const std::string& body) {
       }
       return st;
     });
+    // The search handler's path (DecodeSearchBody: the one-pass decoder, else DecodeSearch
+    // taking the embedding it read) answers exactly as DecodeSearch alone.
+    {
+      static JsonBody* handler_json = new JsonBody();
+      std::string handler_copy = body, plain_copy = body;
+      SearchHttpRequest via_handler, plain;
+      const ApiStatus a = DecodeSearchBody(*handler_json, &handler_copy, dim_hint, &via_handler);
+      ApiStatus b = Json().Parse(&plain_copy);
+      if (!b) b = DecodeSearch(Json(), dim_hint, &plain);
+      KYRODB_CHECK(a.has_value() == b.has_value());
+      if (a) {
+        KYRODB_CHECK(a->code == b->code && a->message == b->message);
+      } else {
+        const SearchRequest &x = via_handler.request, &y = plain.request;
+        KYRODB_CHECK(x.query.size() == y.query.size());
+        KYRODB_CHECK(std::memcmp(x.query.data(), y.query.data(), x.query.size() * sizeof(float)) == 0);
+        KYRODB_CHECK(x.k == y.k && x.ef == y.ef && x.has_min_score == y.has_min_score);
+        KYRODB_CHECK(via_handler.collection == plain.collection && via_handler.has_filter == plain.has_filter);
+      }
+    }
     // The search handler's one-pass decoder must agree with DecodeSearch whenever it decodes.
     SearchHttpRequest fast;
     if (TryDecodeSearchFast(body, dim_hint, &fast)) {

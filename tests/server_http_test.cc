@@ -465,13 +465,16 @@ TEST_F(DecoderTest, FastSearchDecoderAgreesWithDecodeSearch) {
       default: return rng() % 4 == 0 ? "01" : "7";
     }
   };
-  size_t fast_count = 0, bodies = 4000;
+  size_t fast_count = 0, read_ahead_count = 0, bodies = 4000;
   for (size_t i = 0; i < bodies; ++i) {
     std::vector<std::string> fields;
-    if (rng() % 10 != 0) {
+    // Mostly one embedding, sometimes none or two (the last one counts); some long enough for
+    // the 64-byte block reader.
+    const size_t embeddings = rng() % 10 == 0 ? 0 : rng() % 6 == 0 ? 2 : 1;
+    for (size_t e = 0; e < embeddings; ++e) {
       std::string q;
       q.append("\"query_embedding\"").append(space()).append(":").append(space()).append("[").append(space());
-      const size_t n = 1 + rng() % 8;
+      const size_t n = 1 + rng() % (rng() % 4 == 0 ? 40 : 8);
       for (size_t j = 0; j < n; ++j) {
         if (j > 0) q.append(",").append(space());
         q.append(number()).append(space());
@@ -500,8 +503,25 @@ TEST_F(DecoderTest, FastSearchDecoderAgreesWithDecodeSearch) {
     if (rng() % 20 == 0) text.resize(rng() % (text.size() + 1));
 
     http::SearchHttpRequest f, g;
-    const bool took_fast = http::TryDecodeSearchFast(text, 0, &f);
+    size_t read_ahead_at;
+    const bool took_fast = http::TryDecodeSearchFast(text, 0, &f, &read_ahead_at);
     const ApiStatus st = Decode(text, [&](JsonBody& b) { return http::DecodeSearch(b, 0, &g); });
+    // The handler's path (DecodeSearchBody: DecodeSearch taking the embedding the first pass
+    // read) answers exactly as DecodeSearch alone.
+    {
+      JsonBody json;
+      std::string copy = text;
+      http::SearchHttpRequest h;
+      const ApiStatus via_body = http::DecodeSearchBody(json, &copy, 0, &h);
+      ASSERT_EQ(via_body.has_value(), st.has_value()) << text;
+      if (st) {
+        ASSERT_EQ(via_body->code, st->code) << text;
+        ASSERT_EQ(via_body->message, st->message) << text;
+      } else {
+        ASSERT_TRUE(same(h, g)) << text;
+      }
+      if (!took_fast && read_ahead_at != std::string::npos && !st) ++read_ahead_count;
+    }
     if (!took_fast) continue;
     ++fast_count;
     ASSERT_FALSE(st) << text << ": fast path accepted what DecodeSearch refuses: " << st->message;
@@ -509,6 +529,50 @@ TEST_F(DecoderTest, FastSearchDecoderAgreesWithDecodeSearch) {
   }
   EXPECT_GT(fast_count, bodies / 5);
   EXPECT_LT(fast_count, bodies);
+  EXPECT_GT(read_ahead_count, 10u);  // bodies DecodeSearch read with the embedding given (31 with this seed)
+}
+
+TEST_F(DecoderTest, DecodeSearchTakesTheEmbeddingReadAheadOnlyForItsArray) {
+  // Given values that differ from the body's, to see which array they stand for.
+  const std::string text = R"({"query_embedding": [1, 2], "filter": {"exact": {"key": "a", "value": "b"}}})";
+  const size_t at = text.find('[');
+  for (const size_t offset : {at, at + 1, std::string::npos}) {
+    SCOPED_TRACE(offset);
+    http::EmbeddingReadAhead ahead{offset, {7, 8, 9}};
+    http::SearchHttpRequest r;
+    ASSERT_FALSE(Decode(text, [&](JsonBody& b) { return http::DecodeSearch(b, 0, &r, &ahead); }));
+    EXPECT_EQ(r.request.query, offset == at ? std::vector<float>({7, 8, 9}) : std::vector<float>({1, 2}));
+    EXPECT_TRUE(r.has_filter);
+  }
+  // Through the handler's path: a long embedding before a filter, and repeated keys (the last
+  // one counts, whichever the first pass read).
+  std::string long_array = "[";
+  std::vector<float> want;
+  for (int i = 0; i < 300; ++i) {
+    want.push_back(static_cast<float>(i) / 7.0f - 20.0f);
+    long_array.append(i ? ", " : "").append(fmt::format("{}", want.back()));
+  }
+  long_array += "]";
+  const std::string filter = R"("filter": {"exact": {"key": "a", "value": "b"}})";
+  const std::pair<std::string, std::vector<float>> cases[] = {
+      {R"({"query_embedding": )" + long_array + ", " + filter + R"(, "k": 3})", want},
+      {R"({"query_embedding": [1, 2], )" + filter + R"(, "query_embedding": )" + long_array + "}", want},
+      {R"({"query_embedding": )" + long_array + ", " + filter + R"(, "query_embedding": [5]})", {5}},
+      {"{" + filter + R"(, "query_embedding": )" + long_array + "}", want}};
+  for (const auto& [body, expected] : cases) {
+    SCOPED_TRACE(body.substr(0, 60));
+    JsonBody json;
+    std::string copy = body;
+    http::SearchHttpRequest r;
+    ASSERT_FALSE(http::DecodeSearchBody(json, &copy, 0, &r));
+    EXPECT_EQ(r.request.query, expected);
+    EXPECT_TRUE(r.has_filter);
+  }
+  // A bad element after the read-ahead array is still DecodeSearch's error.
+  JsonBody json;
+  std::string bad = R"({"query_embedding": )" + long_array + ", " + filter + R"(, "k": 0})";
+  http::SearchHttpRequest r;
+  EXPECT_TRUE(Fails(http::DecodeSearchBody(json, &bad, 0, &r), ErrorCode::kInvalidK));
 }
 
 // A literal that starts like null is not null (found by the fuzz target: On-Demand's type()

@@ -1019,12 +1019,19 @@ ApiStatus DecodeQuery(JsonBody& body, QueryRequest* out) {
   return std::nullopt;
 }
 
-ApiStatus DecodeSearch(JsonBody& body, size_t dim_hint, SearchHttpRequest* out) {
+ApiStatus DecodeSearch(JsonBody& body, size_t dim_hint, SearchHttpRequest* out, EmbeddingReadAhead* ahead) {
   bool has_query = false;
   SearchRequest& r = out->request;
   auto st = ForEachField(body, [&](std::string_view key, sj::value v) -> ApiStatus {
     if (key == "query_embedding") {
       has_query = true;
+      if (ahead != nullptr && ahead->offset != std::string::npos &&
+          body.OffsetOf(v.raw_json_token().data()) == ahead->offset) {
+        // Read (and checked element by element) already; the iteration skips the array.
+        r.query = std::move(ahead->values);
+        ahead->offset = std::string::npos;
+        return std::nullopt;
+      }
       return ReadEmbedding(v, key, dim_hint, &r.query);
     }
     if (key == "k") {
@@ -1058,7 +1065,7 @@ ApiStatus DecodeSearch(JsonBody& body, size_t dim_hint, SearchHttpRequest* out) 
   return std::nullopt;
 }
 
-bool TryDecodeSearchFast(std::string_view body, size_t dim_hint, SearchHttpRequest* out) {
+bool TryDecodeSearchFast(std::string_view body, size_t dim_hint, SearchHttpRequest* out, size_t* query_offset) {
   // The body as DecodeSearch reads it, in one pass and without simdjson, for the shapes clients
   // send: an object of the search keys, plain strings, literal numbers and booleans. Anything
   // else (a filter, escapes, non-ASCII, an unknown key, a value DecodeSearch would refuse,
@@ -1068,6 +1075,9 @@ bool TryDecodeSearchFast(std::string_view body, size_t dim_hint, SearchHttpReque
   const char* const end = p + body.size();
   SearchRequest& r = out->request;
   bool has_query = false;
+  size_t unused_offset;
+  size_t& read_query_at = query_offset != nullptr ? *query_offset : unused_offset;
+  read_query_at = std::string::npos;
   p = SkipJsonSpace(p, end);
   if (p == end || *p != '{') return false;
   p = SkipJsonSpace(p + 1, end);
@@ -1081,8 +1091,11 @@ bool TryDecodeSearchFast(std::string_view body, size_t dim_hint, SearchHttpReque
     if (key == "query_embedding") {
       r.query.clear();
       r.query.reserve(dim_hint);
+      read_query_at = std::string::npos;
+      const char* const array = p;
       p = ParseFloatArrayAt(p, end, &r.query);
       if (p == nullptr) return false;
+      read_query_at = static_cast<size_t>(array - body.data());
       has_query = true;
     } else if (key == "k") {
       uint64_t k;
@@ -1126,6 +1139,15 @@ bool TryDecodeSearchFast(std::string_view body, size_t dim_hint, SearchHttpReque
     p = SkipJsonSpace(p + 1, end);
   }
   return has_query && SkipJsonSpace(p + 1, end) == end;
+}
+
+ApiStatus DecodeSearchBody(JsonBody& json, std::string* body, size_t dim_hint, SearchHttpRequest* out) {
+  size_t query_offset;
+  if (TryDecodeSearchFast(*body, dim_hint, out, &query_offset)) return std::nullopt;
+  EmbeddingReadAhead ahead{query_offset, std::move(out->request.query)};
+  *out = SearchHttpRequest{};
+  if (auto st = json.Parse(body)) return st;
+  return DecodeSearch(json, dim_hint, out, &ahead);
 }
 
 ApiStatus DecodeDelete(JsonBody& body, DeleteRequest* out) {

@@ -43,6 +43,8 @@ class JsonBody {
   // decoder that moves past a value it did not read to the end (bulk_insert after a bad
   // document) calls this so that malformed JSON is still refused.
   ApiStatus Validate();
+  // The offset in the parsed body of a pointer into it.
+  size_t OffsetOf(const char* p) const { return static_cast<size_t>(p - begin_); }
 
  private:
   sj::parser parser_;
@@ -103,12 +105,26 @@ struct FlushRequest {
 ApiStatus DecodeInsert(JsonBody& body, size_t dim_hint, InsertRequest* out);
 ApiStatus DecodeBulkInsert(JsonBody& body, size_t dim_hint, BulkInsertRequest* out);
 ApiStatus DecodeQuery(JsonBody& body, QueryRequest* out);
-ApiStatus DecodeSearch(JsonBody& body, size_t dim_hint, SearchHttpRequest* out);
+// A query embedding already read from the body (by TryDecodeSearchFast): the array whose '['
+// is at `offset`, as `values`. DecodeSearch takes it for that array instead of reading it again.
+struct EmbeddingReadAhead {
+  size_t offset = std::string::npos;
+  std::vector<float> values;
+};
+ApiStatus DecodeSearch(JsonBody& body, size_t dim_hint, SearchHttpRequest* out,
+                       EmbeddingReadAhead* ahead = nullptr);
 // The search body decoded in one pass without simdjson, when it has the plain shape clients
 // send (no filter, no escapes, values in range): true with `out` filled exactly as
 // DecodeSearch would fill it. False (with `out` in any state) when DecodeSearch must decide:
-// then reset `out` and call it (its result, or its error, is the answer).
-bool TryDecodeSearchFast(std::string_view body, size_t dim_hint, SearchHttpRequest* out);
+// then reset `out` and call it (its result, or its error, is the answer). On false,
+// *query_offset (if given) is where the last query_embedding array it read whole starts (its
+// floats are out->request.query), or npos.
+bool TryDecodeSearchFast(std::string_view body, size_t dim_hint, SearchHttpRequest* out,
+                         size_t* query_offset = nullptr);
+// What the search handler runs: TryDecodeSearchFast, else `json` parses `body` in place and
+// DecodeSearch decides, taking the embedding the first pass already read (a body with a
+// filter after the embedding is not read twice).
+ApiStatus DecodeSearchBody(JsonBody& json, std::string* body, size_t dim_hint, SearchHttpRequest* out);
 ApiStatus DecodeDelete(JsonBody& body, DeleteRequest* out);
 ApiStatus DecodeUpdateMetadata(JsonBody& body, UpdateMetadataRequest* out);
 ApiStatus DecodeFlush(JsonBody& body, FlushRequest* out);

@@ -1,5 +1,6 @@
 // search: the hot path. The request body is decoded in one pass when it has the plain shape
-// clients send (TryDecodeSearchFast), else parsed in place by simdjson On-Demand (DecodeSearch);
+// clients send (TryDecodeSearchFast), else parsed in place by simdjson On-Demand (DecodeSearch,
+// which takes the embedding the first pass read: DecodeSearchBody);
 // floats go straight into the query vector reserved at the connection's last dimension, and the
 // reply is appended to the connection's reused output string.
 #include "server/http/handlers.h"
@@ -9,11 +10,7 @@ namespace kyrodb::server::http {
 
 void HandleSearch(HandlerContext& hc, HttpRequest& req, HttpResponse& resp) {
   SearchHttpRequest r;
-  if (!TryDecodeSearchFast(req.body, hc.dim_hint, &r)) {
-    r = SearchHttpRequest{};
-    if (auto st = hc.json.Parse(&req.body)) return WriteError(*st, resp);
-    if (auto st = DecodeSearch(hc.json, hc.dim_hint, &r)) return WriteError(*st, resp);
-  }
+  if (auto st = DecodeSearchBody(hc.json, &req.body, hc.dim_hint, &r)) return WriteError(*st, resp);
   hc.dim_hint = r.request.query.size();
   const bool include_embeddings = r.request.include_embeddings;
   const bool include_metadata = r.request.include_metadata;
