@@ -622,7 +622,8 @@ TEST_F(DecoderTest, LongNumbersReadExactlyOnEveryPath) {
       EXPECT_EQ(fast.request.min_score, full.request.min_score);
     }
   }
-  // The element-wise embedding path reads the good elements before the bad one right too.
+  // An array with a bad element goes element by element through simdjson: it names the element
+  // after the long number; the array reader reads the long number itself right.
   float want_float = 0;
   fast_float::from_chars(longest.data(), longest.data() + longest.size(), want_float);
   http::InsertRequest r;

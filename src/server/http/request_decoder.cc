@@ -547,6 +547,10 @@ const char* SkipJsonSpace(const char* p, const char* end) {
 #if defined(__x86_64__)
 #define KYRODB_HAVE_FLOAT_BLOCKS 1
 
+// Bytes ParseFloatBlocks reads from a block's start: the 64-byte block, then up to 32 bytes of
+// an element that starts in it (ParseDecimal).
+constexpr ptrdiff_t kFloatBlockReach = 64 + 32;
+
 // One bit per byte of the 64 at p: the bytes equal to c.
 __attribute__((target("sse4.2"))) inline uint64_t BytesEqual64(const char* p, char c) {
   const __m128i needle = _mm_set1_epi8(c);
@@ -584,7 +588,7 @@ __attribute__((target("sse4.2"))) inline uint64_t Digits16Value(__m128i d) {
 // The element of n bytes at q, with its '.' at `dot` (or no '.' if dot >= n), when it is a
 // number -?D+(.D+)? (the sign is before q) of at most 32 bytes whose digits make a mantissa
 // below 2^64 and which has at most 22 fraction digits: its float in *out. False for anything
-// else, also for well-formed numbers of other shapes. Reads 32 bytes from q. The digits are
+// else, also for well-formed numbers of other shapes. Reads up to 32 bytes from q. The digits are
 // gathered by shuffles (the '.' skipped, right-aligned, zeros in front), checked together and
 // summed by multiply-adds; a branch on the length (up to 16 bytes: one register of digits)
 // follows the client's number format, not the digits.
@@ -639,7 +643,8 @@ __attribute__((target("sse4.2"))) inline bool ParseDecimal(const char* q, int n,
   return true;
 }
 
-// The block loop of ParseFloatArrayAt: elements from p, 64 bytes at a time while 96 are left.
+// The block loop of ParseFloatArrayAt: elements from p, 64 bytes at a time while
+// kFloatBlockReach bytes are left.
 // The commas, ']'s and '.'s of a block are found first, so each element's end is known before
 // it is read: the next element does not wait for this one's digits to be scanned (a chain of
 // dependent loads and bit scans per number that otherwise bounds the speed), and the processor
@@ -649,7 +654,7 @@ __attribute__((target("sse4.2"))) inline bool ParseDecimal(const char* q, int n,
 // whatever is malformed).
 __attribute__((target("sse4.2"))) const char* ParseFloatBlocks(const char* p, const char* end,
                                                                std::vector<float>* out, const char** next) {
-  while (end - p >= 96) {
+  while (end - p >= kFloatBlockReach) {
     const uint64_t close = BytesEqual64(p, ']');
     const uint64_t dots = BytesEqual64(p, '.');
     uint64_t stops = BytesEqual64(p, ',') | close;
@@ -662,8 +667,7 @@ __attribute__((target("sse4.2"))) const char* ParseFloatBlocks(const char* p, co
       const char* q = e + (negative ? 1 : 0);
       const int from = static_cast<int>(q - p);  // <= stop < 64
       const int n = stop - from;
-      const uint64_t later_dots = dots >> from;
-      const int dot = later_dots == 0 ? 64 : std::countr_zero(later_dots);
+      const int dot = std::countr_zero(dots >> from);  // 64 when no '.' follows
       float x;
       if (n <= 0 || !ParseDecimal(q, n, dot, negative, &x)) {
         const char* number_end = ParseJsonFloat(e, end, &x);
