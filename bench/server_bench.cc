@@ -23,6 +23,7 @@
 #include "kyrodb/v1/kyrodb.grpc.pb.h"
 #include "load_bench.h"
 #include "load_client.h"
+#include "loopback_bench.h"
 #include "server_process.h"
 
 namespace kyrodb::bench {
@@ -410,6 +411,9 @@ CLI::App* AddServerCommand(CLI::App* app, ServerBenchConfig* c) {
       ->check(CLI::IsMember({"h2", "grpcpp"}));
   cmd->add_option("--grpc-library-search", c->grpc_library_search,
                   "Also run the gRPC search with the other gRPC client, reported beside (true/false)");
+  cmd->add_option("--ceilings", c->ceilings,
+                  "Each round also runs kyrodb_bench loopback tcp and grpc windows with the round's in-process CPU "
+                  "per search as their work: what any server on loopback TCP / on gRPC's library could reach (true/false)");
   cmd->add_option("--search-rounds", c->search_rounds,
                   "Rounds of in-process, HTTP and gRPC search windows in turn (the ratios are their medians)")
       ->check(CLI::Range(1, 100));
@@ -583,7 +587,7 @@ int RunServerBench(const ServerBenchConfig& c) {
   const GrpcClient other_client = main_client == GrpcClient::kH2 ? GrpcClient::kGrpcpp : GrpcClient::kH2;
   struct Side {
     std::vector<double> qps, ratio, cpu_us;  // per round (NaN: the run failed)
-  } inproc, http_s, grpc_s, grpc_other_s;
+  } inproc, http_s, grpc_s, grpc_other_s, tcp_ceiling, grpc_ceiling;
   runner.duration_s = c.search_duration_s;
   for (size_t round = 0; round < c.search_rounds; ++round) {
     std::fprintf(stderr, "[server] search round %zu of %zu\n", round + 1, c.search_rounds);
@@ -629,6 +633,46 @@ int RunServerBench(const ServerBenchConfig& c) {
     run_side(http_s, true, std::nullopt);
     run_side(grpc_s, false, main_client);
     if (c.grpc_library_search) run_side(grpc_other_s, false, other_client);
+    // The ceilings: no KyroDB code, the round's in-process CPU per search as busy work per request
+    // (docs/benchmarks.md, "kyrodb_bench loopback").
+    if (c.ceilings) {
+      for (const char* protocol : {"tcp", "grpc"}) {
+        LoopbackBenchConfig lc;
+        lc.protocol = protocol;
+        lc.work_us = in_cpu_us;
+        lc.connections = c.concurrency;
+        lc.dim = c.dim;
+        lc.server_threads = c.server_threads;
+        lc.seconds = c.search_duration_s;
+        lc.client_sched = c.client_sched;
+        std::fprintf(stderr, "[server] %s ceiling: %.0f us of work per request, %g s\n", protocol, lc.work_us,
+                     lc.seconds);
+        auto r = RunLoopback(lc);
+        Side& side = std::string_view(protocol) == "tcp" ? tcp_ceiling : grpc_ceiling;
+        if (!r.ok() || r->errors > 0) {
+          std::fprintf(stderr, "server: %s ceiling: %s\n", protocol,
+                       r.ok() ? "calls failed" : r.status().ToString().c_str());
+          runner.errors = true;
+          side.ratio.push_back(NAN);
+          continue;
+        }
+        side.ratio.push_back(r->ceiling_ratio.value_or(NAN));
+        Emit(JsonLine()
+                 .Add("bench", "server_ceiling")
+                 .Add("round", static_cast<uint64_t>(round + 1))
+                 .Add("protocol", protocol)
+                 .Add("work_us", lc.work_us)
+                 .Add("requests_per_s", r->requests_per_s)
+                 .Add("cpu_us_per_request", r->cpu_us_per_request)
+                 .Add("overhead_us_per_request", r->cpu_us_per_request - lc.work_us)
+                 .Add("other_processes_cpu_s", r->other_processes_cpu_s)
+                 .Add("ceiling_ratio", r->ceiling_ratio)
+                 .Add("note", std::string_view(protocol) == "tcp"
+                                  ? "kyrodb_bench loopback: minimal epoll server and client, no HTTP"
+                                  : "kyrodb_bench loopback --protocol grpc: gRPC's C++ library (callback API) "
+                                    "serving Search as busy work, the h2 client"));
+      }
+    }
   }
   runner.duration_s = 0;
   if (Status st = (*reference)->Close(); !st.ok()) {
@@ -826,6 +870,12 @@ int RunServerBench(const ServerBenchConfig& c) {
            .Add("search_bar", kSearchBar)
            .Add("http_search_meets_bar", http_ratio.value_or(0) >= kSearchBar)
            .Add("grpc_search_meets_bar", grpc_ratio.value_or(0) >= kSearchBar)
+           // What a server doing no work but the engine's could reach, per round beside the others.
+           .Add("tcp_ceiling_ratio", median(tcp_ceiling.ratio))
+           .Add("grpc_library_ceiling_ratio", median(grpc_ceiling.ratio))
+           .Add("tcp_ceiling_ratio_per_round", per_round(tcp_ceiling.ratio))
+           .Add("grpc_library_ceiling_ratio_per_round", per_round(grpc_ceiling.ratio))
+           .Add("grpc_library_ceiling_meets_bar", median(grpc_ceiling.ratio).value_or(0) >= kSearchBar)
            .Add("grpc_other_client", GrpcClientName(other_client))
            .Add("grpc_other_client_search_qps_over_inprocess", median(grpc_other_s.ratio))
            .Add("grpc_other_client_search_qps_over_inprocess_per_round", per_round(grpc_other_s.ratio))

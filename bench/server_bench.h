@@ -35,6 +35,7 @@ struct ServerBenchConfig {
   std::string client_sched = "batch";  // their scheduling policy: batch or normal
   std::string grpc_client = "h2";      // the gRPC load client: h2 (nghttp2) or grpcpp (library)
   bool grpc_library_search = true;     // also a gRPC search run with the other client, reported
+  bool ceilings = true;                // each round also runs loopback tcp and grpc ceiling windows
   size_t search_rounds = 15;      // rounds of in-process, HTTP and gRPC search windows in turn
   double search_duration_s = 2;   // measured seconds per search window
   size_t server_threads = 2;  // server.http_threads and server.grpc_threads; in-process threads
