@@ -2,7 +2,9 @@
 // client over nghttp2 and gRPC's library client must count what the server did. Successes are
 // checked against the server's state afterwards (every acknowledged insert is readable), and
 // failures (unknown collection, wrong dimension, absent ids) are classified, not counted as
-// throughput. Runs are short; nothing here depends on how fast they are.
+// throughput. Runs are short; nothing here depends on how fast they are. Also kyrodb_bench
+// loopback's windows (the server benchmark's ceilings): each protocol's calls are answered and
+// counted.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -13,6 +15,7 @@
 
 #include "http_request.h"
 #include "load_client.h"
+#include "loopback_bench.h"
 #include "server_process.h"
 
 namespace kyrodb::bench {
@@ -163,6 +166,24 @@ TEST_F(LoadClientTest, FailuresAreCountedAsErrorsWithTheServersReason) {
     EXPECT_EQ(d.requests, 0u);
     EXPECT_GT(d.errors_total, 0u);
     EXPECT_NE(d.first_error.find(c.http ? "400" : "gRPC 3"), std::string::npos) << d.first_error;
+  }
+}
+
+TEST(LoopbackTest, EveryProtocolAnswersAndCountsItsCalls) {
+  for (const char* protocol : {"tcp", "grpc", "grpc-async"}) {
+    LoopbackBenchConfig c;
+    c.protocol = protocol;
+    c.work_us = 20;
+    c.seconds = 0.3;
+    c.connections = 4;
+    c.dim = kDim;
+    auto r = RunLoopback(c);
+    ASSERT_TRUE(r.ok()) << protocol << ": " << r.status().ToString();
+    EXPECT_GT(r->requests, 0u) << protocol;
+    EXPECT_EQ(r->errors, 0u) << protocol;  // the h2 client checks grpc-status and the message
+    EXPECT_NEAR(r->requests_per_s, r->requests / r->seconds, 1e-6) << protocol;
+    ASSERT_TRUE(r->ceiling_ratio.has_value()) << protocol;
+    EXPECT_GT(*r->ceiling_ratio, 0.0) << protocol;
   }
 }
 

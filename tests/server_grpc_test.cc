@@ -20,7 +20,9 @@
 
 #include "kyrodb/v1/kyrodb.grpc.pb.h"
 #include "server/common/service.h"
+#include "server/grpc/grpc_convert.h"
 #include "server/grpc/grpc_server.h"
+#include "server/grpc/grpc_service.h"
 #include "test_support.h"
 
 namespace kyrodb::server {
@@ -1038,6 +1040,46 @@ TEST_F(GrpcAuthTest, KeysAreRequiredAndRateLimitsApply) {
   EXPECT_TRUE(QueryWith("x-api-key", kKey).ok());
   EXPECT_TRUE(QueryWith("authorization", std::string("Bearer ") + kKey).ok());
   EXPECT_EQ(QueryWith("x-api-key", kKey).error_code(), ::grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+// A unary search's messages as the server allocates them (SetMessageAllocatorFor_Search): the
+// request of a 768-float query, parsed from its wire bytes as gRPC does, and an answer of 10 hits
+// with metadata, filled by the server's own converter, all on one arena, inside the holder's
+// inline block: a call costs one allocation (the holder), not one per field.
+TEST(ArenaMessageAllocatorTest, ASearchsMessagesFitTheHoldersInlineBlock) {
+  ArenaMessageAllocator<pb::SearchRequest, pb::SearchResponse> allocator;
+  ::grpc::MessageHolder<pb::SearchRequest, pb::SearchResponse>* holder = allocator.AllocateMessages();
+  pb::SearchRequest* req = holder->request();
+  pb::SearchResponse* resp = holder->response();
+  google::protobuf::Arena* arena = req->GetArena();
+  ASSERT_NE(arena, nullptr);
+  EXPECT_EQ(resp->GetArena(), arena);
+  const uint64_t inline_block = arena->SpaceAllocated();
+
+  pb::SearchRequest wire;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal;
+  for (int i = 0; i < 768; ++i) wire.add_query_embedding(normal(rng));
+  wire.set_k(10);
+  wire.set_namespace_("default");
+  ASSERT_TRUE(req->ParseFromString(wire.SerializeAsString()));
+  ASSERT_EQ(req->query_embedding_size(), 768);
+
+  SearchReply reply;
+  for (uint64_t i = 0; i < 10; ++i) {
+    SearchHit hit;
+    hit.key = DocKey::Numeric(100000 + i);
+    hit.score = 0.9f;
+    hit.metadata = {{"i", std::to_string(100000 + i)}, {"source", "a-document-source-longer-than-sso"}};
+    reply.hits.push_back(std::move(hit));
+  }
+  grpc_convert::FillSearchResponse(std::move(reply), resp);
+  ASSERT_EQ(resp->results_size(), 10);
+  EXPECT_EQ(resp->results(9).metadata().at("source"), "a-document-source-longer-than-sso");
+  EXPECT_GT(resp->ByteSizeLong(), 300u);
+  // No block beyond the inline one was needed.
+  EXPECT_EQ(arena->SpaceAllocated(), inline_block);
+  holder->Release();
 }
 
 }  // namespace
