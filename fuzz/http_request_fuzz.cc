@@ -65,6 +65,13 @@ void CheckFilter(const MetadataFilter& f, int depth) {
   for (const MetadataFilter& c : f.children) CheckFilter(c, depth + 1);
 }
 
+// The same floats bit for bit (so -0 differs from 0). (An empty vector's data() may be null,
+// which memcmp must not get even for 0 bytes.)
+bool SameFloats(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
 // An independent reading of a search body's query embedding (the last "query_embedding" key, as
 // the decoders take it): simdjson's element tokens, each converted to the nearest float by
 // fast_float. Nothing when simdjson does not read the body or the array.
@@ -172,8 +179,7 @@ void DecodeAll(const std::string& body) {
         KYRODB_CHECK(a->code == b->code && a->message == b->message);
       } else {
         const SearchRequest &x = via_handler.request, &y = plain.request;
-        KYRODB_CHECK(x.query.size() == y.query.size());
-        KYRODB_CHECK(std::memcmp(x.query.data(), y.query.data(), x.query.size() * sizeof(float)) == 0);
+        KYRODB_CHECK(SameFloats(x.query, y.query));
         KYRODB_CHECK(x.k == y.k && x.ef == y.ef && x.has_min_score == y.has_min_score);
         KYRODB_CHECK(via_handler.collection == plain.collection && via_handler.has_filter == plain.has_filter);
       }
@@ -184,16 +190,14 @@ void DecodeAll(const std::string& body) {
       SearchHttpRequest full;
       KYRODB_CHECK(Decode(body, false, [&](JsonBody& j) { return DecodeSearch(j, dim_hint, &full); }));
       const SearchRequest &a = fast.request, &b = full.request;
-      KYRODB_CHECK(a.query.size() == b.query.size());
-      KYRODB_CHECK(std::memcmp(a.query.data(), b.query.data(), a.query.size() * sizeof(float)) == 0);
+      KYRODB_CHECK(SameFloats(a.query, b.query));
       KYRODB_CHECK(a.k == b.k && a.ef == b.ef && a.has_min_score == b.has_min_score);
       KYRODB_CHECK(std::memcmp(&a.min_score, &b.min_score, sizeof(float)) == 0);
       KYRODB_CHECK(a.include_embeddings == b.include_embeddings && a.include_metadata == b.include_metadata);
       KYRODB_CHECK(fast.collection == full.collection && !fast.has_filter && !full.has_filter);
       // Both decoders share the float-array reader; simdjson's tokens and fast_float check it.
       if (auto want = OracleQuery(body)) {
-        KYRODB_CHECK(want->size() == a.query.size());
-        KYRODB_CHECK(std::memcmp(want->data(), a.query.data(), a.query.size() * sizeof(float)) == 0);
+        KYRODB_CHECK(SameFloats(*want, a.query));
       }
     }
   }
