@@ -132,10 +132,18 @@ class SpinQueueServer {
     }
   }
 
-  // After the server's Shutdown: drains the queues (deleting the calls still requested) and joins.
+  // After the server's Shutdown (or a failed start): drains the queues, deleting the calls still
+  // requested, and joins. A queue must be drained before it is destroyed.
   void Stop() {
     for (auto& q : queues_) q->Shutdown();
     for (auto& t : threads_) t.join();
+    if (threads_.empty()) {
+      void* tag = nullptr;
+      bool ok = false;
+      for (auto& q : queues_) {
+        while (q->Next(&tag, &ok)) delete static_cast<Call*>(tag);
+      }
+    }
   }
 
  private:
@@ -195,7 +203,11 @@ Result<LoopbackResult> RunGrpcLoopback(const LoopbackBenchConfig& c) {
     queue_server = std::make_unique<SpinQueueServer>(c.work_us, c.server_threads, builder);
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) return Status::IoError("loopback: the gRPC server did not start");
+  if (server == nullptr || port == 0) {
+    if (server != nullptr) server->Shutdown();
+    if (queue_server) queue_server->Stop();
+    return Status::IoError("loopback: the gRPC server did not start");
+  }
   if (queue_server) queue_server->Start();
 
   FloatMatrix queries;

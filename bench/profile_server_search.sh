@@ -4,7 +4,7 @@
 # samples split into engine, body decode, kernel, libc, other libraries (gRPC's) and the rest, in
 # µs per search (the share of the server's samples times its measured CPU per search).
 #   bench/profile_server_search.sh [BUILD_DIR] [http|grpc]   (default build, http; needs perf)
-# Prints the bench's in-process and HTTP lines' CPU per search, then the split. One-off tooling,
+# Prints the bench's in-process and HTTP (gRPC) lines' CPU per search, then the split. One-off tooling,
 # not part of make test; docs/benchmarks.md quotes a run of it.
 set -euo pipefail
 
@@ -16,7 +16,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 "$build/bin/kyrodb_bench" server --search-rounds 1 --search-duration 8 --auth-rounds 0 \
-  --grpc-library-search false >"$work/bench.jsonl" 2>"$work/bench.err" &
+  --grpc-library-search false --ceilings false >"$work/bench.jsonl" 2>"$work/bench.err" &
 bench=$!
 if [ "$protocol" = http ]; then
   until grep -q "http search" "$work/bench.err" 2>/dev/null; do sleep 0.2; done
