@@ -44,26 +44,6 @@ CLI::App* AddLoadCommand(CLI::App* app, LoadBenchConfig* c) {
   return cmd;
 }
 
-FloatMatrix RandomUnitVectors(size_t rows, size_t dim, uint64_t seed) {
-  FloatMatrix m;
-  m.rows = rows;
-  m.dim = dim;
-  m.data.resize(rows * dim);
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal;
-  for (size_t r = 0; r < rows; ++r) {
-    float* row = m.Row(r);
-    double norm = 0;
-    for (size_t d = 0; d < dim; ++d) {
-      row[d] = normal(rng);
-      norm += double{row[d]} * row[d];
-    }
-    const float inv = norm > 0 ? static_cast<float>(1 / std::sqrt(norm)) : 1.0f;
-    for (size_t d = 0; d < dim; ++d) row[d] *= inv;
-  }
-  return m;
-}
-
 JsonLine LoadLine(const char* protocol, const LoadSpec& spec, const LoadResult& r) {
   const double seconds = r.seconds > 0 ? r.seconds : 1;
   JsonLine j;

@@ -42,9 +42,6 @@ struct LoadBenchConfig {
 CLI::App* AddLoadCommand(CLI::App* app, LoadBenchConfig* config);
 int RunLoadBench(const LoadBenchConfig& config);
 
-// `rows` random unit vectors (Gaussian, normalized) of `dim` from `seed`.
-FloatMatrix RandomUnitVectors(size_t rows, size_t dim, uint64_t seed);
-
 // The JSON line of one load run: bench "load", protocol, op, parameters, throughput, latency
 // percentiles, errors (with the first message), client CPU.
 JsonLine LoadLine(const char* protocol, const LoadSpec& spec, const LoadResult& result);

@@ -94,6 +94,9 @@ Result<LoadResult> RunGrpcLoad(const LoadSpec& spec);  // by spec.grpc_client:
 Result<LoadResult> RunGrpcH2Load(const LoadSpec& spec);
 Result<LoadResult> RunGrpcLibraryLoad(const LoadSpec& spec);
 
+// `rows` random unit vectors (Gaussian, normalized) of `dim` from `seed`: request vectors.
+FloatMatrix RandomUnitVectors(size_t rows, size_t dim, uint64_t seed);
+
 // This process's user+system CPU seconds so far (getrusage).
 double ProcessCpuSeconds();
 

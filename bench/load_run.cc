@@ -5,8 +5,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <fstream>
-
+#include <random>
 #include <thread>
 
 namespace kyrodb::bench {
@@ -137,6 +138,26 @@ void LoadRun::Merge(std::vector<ClientTally>& tallies, LoadResult* result) {
   result->client_sched = spec_.batch_scheduling && !sched_failed_.load() ? "batch" : "normal";
   std::lock_guard<std::mutex> l(error_mu_);
   result->first_error = first_error_;
+}
+
+FloatMatrix RandomUnitVectors(size_t rows, size_t dim, uint64_t seed) {
+  FloatMatrix m;
+  m.rows = rows;
+  m.dim = dim;
+  m.data.resize(rows * dim);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal;
+  for (size_t r = 0; r < rows; ++r) {
+    float* row = m.Row(r);
+    double norm = 0;
+    for (size_t d = 0; d < dim; ++d) {
+      row[d] = normal(rng);
+      norm += double{row[d]} * row[d];
+    }
+    const float inv = norm > 0 ? static_cast<float>(1 / std::sqrt(norm)) : 1.0f;
+    for (size_t d = 0; d < dim; ++d) row[d] *= inv;
+  }
+  return m;
 }
 
 }  // namespace kyrodb::bench

@@ -18,7 +18,6 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
-#include <random>
 #include <thread>
 #include <vector>
 
@@ -210,13 +209,7 @@ Result<LoopbackResult> RunGrpcLoopback(const LoopbackBenchConfig& c) {
   }
   if (queue_server) queue_server->Start();
 
-  FloatMatrix queries;
-  queries.rows = 256;
-  queries.dim = c.dim;
-  queries.data.resize(queries.rows * queries.dim);
-  std::mt19937 rng(1);
-  std::normal_distribution<float> normal;
-  for (float& x : queries.data) x = normal(rng);
+  const FloatMatrix queries = RandomUnitVectors(256, c.dim, 1);
   LoadSpec spec;
   spec.target = "127.0.0.1:" + std::to_string(port);
   spec.op = LoadOp::kSearch;
