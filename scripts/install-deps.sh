@@ -17,6 +17,8 @@ PACKAGES=(
   libnghttp2-dev
   # tests and micro benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  # TLS tests (certificates made by the openssl command); the power-loss test file system (FUSE)
+  openssl libfuse3-dev fuse3
   # ANN benchmark contenders (never linked into the server)
   libhnswlib-dev libfaiss-dev libopenblas-dev
   # end-to-end tests (Debian's /usr/bin/python3) and the README's examples
