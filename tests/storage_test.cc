@@ -1036,9 +1036,11 @@ TEST(StorageRecoveryTest, TornFinalRecordIsDiscardedInStrictMode) {
   std::vector<uint64_t> segs = WalSegments(d.path());
   ASSERT_EQ(segs.size(), 1u);
   const std::string path = SegmentPath(d.path(), segs.back());
-  const uint64_t size = fs::file_size(path);
-  ASSERT_GT(size - RecordOffsets(path).back(), 3u + wal_format::kRecordHeaderBytes);
-  fs::resize_file(path, size - 3);  // mid-record
+  // The clean close ended the segment with a sync marker (a header, no payload) after the
+  // last record: cut into that record, as a crash in the middle of its append would.
+  const uint64_t last_end = fs::file_size(path) - wal_format::kRecordHeaderBytes;
+  ASSERT_GT(last_end - RecordOffsets(path).back(), 3u + wal_format::kRecordHeaderBytes);
+  fs::resize_file(path, last_end - 3);  // mid-record
 
   {
     MapStateMachine sm;

@@ -24,6 +24,9 @@
 #include "kyrodb/types.h"
 
 namespace kyrodb {
+namespace io {
+class FileSystem;
+}
 
 enum class FsyncPolicy { kAlways, kData, kNever };
 enum class RecoveryMode { kStrict, kBestEffort };
@@ -50,9 +53,14 @@ struct DatabaseOptions {
   // Result cache per collection: identical repeated searches answered from memory, at most
   // this many distinct ones (least recently used evicted); 0 turns it off.
   uint32_t search_cache_entries = 1024;
-  // Background task period (flush checks, WAL sync, write probe).
+  // Background task period (flush checks, cache training, snapshots). The WAL's sync timer
+  // (policy data) and write probe run on a thread of their own, so a long flush or snapshot
+  // never delays them.
   uint32_t background_tick_ms = 100;
+  // false: no background threads; RunBackgroundOnce() does one round of all of it.
   bool start_background = true;
+  // Where files go; null: the real (POSIX) file system. Tests put fault injection here.
+  io::FileSystem* file_system = nullptr;
 };
 
 struct DatabaseStats {

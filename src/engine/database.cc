@@ -96,6 +96,7 @@ class Database::Impl final : public DatabaseWriter, public storage::StateMachine
   Status Open() {
     storage::StorageOptions so;
     so.dir = opt_.data_dir;
+    if (opt_.file_system != nullptr) so.fs = opt_.file_system;
     so.fsync_policy = static_cast<storage::FsyncPolicy>(opt_.fsync_policy);
     so.wal_flush_interval_ms = opt_.wal_flush_interval_ms;
     so.wal_segment_bytes = opt_.wal_segment_bytes;
@@ -106,7 +107,10 @@ class Database::Impl final : public DatabaseWriter, public storage::StateMachine
     storage_ = std::move(st).value();
     recovery_summary_ = report.ToString();
     last_snapshot_ms_ = NowMs();
-    if (opt_.start_background) StartBackground();
+    if (opt_.start_background) {
+      storage_->Start();
+      StartBackground();
+    }
     return Status::Ok();
   }
 
@@ -349,7 +353,7 @@ class Database::Impl final : public DatabaseWriter, public storage::StateMachine
 
   // ---- background ----
   void RunBackgroundOnce() {
-    storage_->Tick();
+    if (!opt_.start_background) storage_->Tick();  // otherwise its own thread runs it
     const int64_t now = NowMs();
     for (auto& c : All()) {
       c->MaintainColdTier();

@@ -2,12 +2,15 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <random>
 #include <utility>
 
 #include "base/check.h"
 
 namespace kyrodb::io {
 namespace {
+
+constexpr uint64_t kPageBytes = 4096;
 
 // "a/b/" and "a/b" name the same directory; "" is the current one.
 std::string NormalizeDir(std::string dir) {
@@ -17,6 +20,11 @@ std::string NormalizeDir(std::string dir) {
 
 Status Invalidated(const std::string& path) {
   return Status::IoError(path + ": file handle lost in simulated power loss");
+}
+
+bool IsUnder(const std::string& path, const std::string& dir) {
+  return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+                         path[dir.size()] == '/');
 }
 
 // Reads the first `limit` bytes of `path` through `fs`.
@@ -40,6 +48,19 @@ Status WriteDurably(FileSystem* fs, const std::string& path, const std::string& 
   if (!f.ok()) return f.status();
   KYRODB_RETURN_IF_ERROR((*f)->Append(content.data(), content.size()));
   KYRODB_RETURN_IF_ERROR((*f)->Sync());
+  return (*f)->Close();
+}
+
+// Appends `n` zero bytes to `path`.
+Status AppendZeros(FileSystem* fs, const std::string& path, uint64_t n) {
+  auto f = fs->NewAppendableFile(path);
+  if (!f.ok()) return f.status();
+  const std::string zeros(static_cast<size_t>(std::min<uint64_t>(n, 1 << 20)), '\0');
+  while (n > 0) {
+    const size_t k = static_cast<size_t>(std::min<uint64_t>(n, zeros.size()));
+    KYRODB_RETURN_IF_ERROR((*f)->Append(zeros.data(), k));
+    n -= k;
+  }
   return (*f)->Close();
 }
 
@@ -91,10 +112,18 @@ class FaultInjectionWritableFile final : public WritableFile {
     std::lock_guard<std::mutex> lock(fs_->mu_);
     if (lost_) return Invalidated(path_);
     ++fs_->syncs_;
-    if (fs_->sync_countdown_ > 0 && --fs_->sync_countdown_ == 0) return fs_->sync_failure_;
-    if (fs_->fail_all_syncs_) return Status::IoError("fdatasync " + path_ + ": injected failure");
+    Status failure;
+    if (fs_->sync_countdown_ > 0 && --fs_->sync_countdown_ == 0) failure = fs_->sync_failure_;
+    if (failure.ok() && fs_->fail_all_syncs_) {
+      failure = Status::IoError("fdatasync " + path_ + ": injected failure");
+    }
+    if (!failure.ok()) {
+      if (fs_->failed_sync_drops_) DropUnsyncedLocked().IgnoreError();
+      return failure;
+    }
     KYRODB_RETURN_IF_ERROR(base_->Sync());
     state_->synced_size = state_->size;
+    state_->durable.reset();
     return Status::Ok();
   }
 
@@ -112,6 +141,16 @@ class FaultInjectionWritableFile final : public WritableFile {
   }
 
  private:
+  // The pages behind the unsynced bytes are gone: they read as zeros. The file keeps its
+  // size, and this handle keeps appending at its end.
+  Status DropUnsyncedLocked() {
+    KYRODB_RETURN_IF_ERROR(base_->Flush());
+    const uint64_t from = state_->durable ? 0 : state_->synced_size;
+    if (state_->size <= from) return Status::Ok();
+    KYRODB_RETURN_IF_ERROR(fs_->base_->Truncate(path_, from));
+    return AppendZeros(fs_->base_, path_, state_->size - from);
+  }
+
   FaultInjectionFileSystem* const fs_;
   const std::string path_;
   std::unique_ptr<WritableFile> base_;
@@ -127,6 +166,10 @@ FaultInjectionFileSystem::~FaultInjectionFileSystem() {
   KYRODB_CHECK(open_files_.empty());  // files must not outlive their file system
 }
 
+Status FaultInjectionFileSystem::DownLocked() const {
+  return down_ ? Status::IoError("simulated power loss: the machine is down") : Status::Ok();
+}
+
 Result<std::unique_ptr<WritableFile>> FaultInjectionFileSystem::NewWritableFile(
     const std::string& path) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -139,9 +182,26 @@ Result<std::unique_ptr<WritableFile>> FaultInjectionFileSystem::NewAppendableFil
   return OpenLocked(path, /*append=*/true);
 }
 
+Result<std::string> FaultInjectionFileSystem::DurableContentLocked(const std::string& path) {
+  auto it = files_.find(path);
+  if (it == files_.end()) return ReadPrefix(base_, path, UINT64_MAX);
+  if (it->second->durable) return *it->second->durable;
+  return ReadPrefix(base_, path, it->second->synced_size);
+}
+
 Result<std::unique_ptr<WritableFile>> FaultInjectionFileSystem::OpenLocked(const std::string& path,
                                                                            bool append) {
-  bool existed = base_->Exists(path);
+  KYRODB_RETURN_IF_ERROR(DownLocked());
+  const bool existed = base_->Exists(path);
+  std::optional<std::string> durable_before_truncate;
+  if (existed && !append) {
+    auto it = files_.find(path);
+    if (it == files_.end() || !it->second->durable) {
+      auto d = DurableContentLocked(path);
+      if (!d.ok()) return d.status();
+      durable_before_truncate = std::move(d).value();
+    }
+  }
   auto f = append ? base_->NewAppendableFile(path) : base_->NewWritableFile(path);
   if (!f.ok()) return f.status();
   uint64_t size = 0;
@@ -157,8 +217,11 @@ Result<std::unique_ptr<WritableFile>> FaultInjectionFileSystem::OpenLocked(const
     state->synced_size = size;
   }
   state->size = size;
-  if (!append) state->synced_size = 0;
-  if (!existed) created_.insert(path);
+  if (durable_before_truncate) state->durable = std::move(durable_before_truncate);
+  if (!existed) {
+    state->synced_size = 0;
+    undo_.push_back(Undo{Undo::kCreateFile, NormalizeDir(DirName(path)), path, {}, false, {}});
+  }
   auto file = std::make_unique<FaultInjectionWritableFile>(this, path, std::move(f).value(), state);
   open_files_.insert(file.get());
   return std::unique_ptr<WritableFile>(std::move(file));
@@ -167,108 +230,170 @@ Result<std::unique_ptr<WritableFile>> FaultInjectionFileSystem::OpenLocked(const
 Result<std::unique_ptr<SequentialFile>> FaultInjectionFileSystem::NewSequentialFile(
     const std::string& path) {
   std::lock_guard<std::mutex> lock(mu_);
+  KYRODB_RETURN_IF_ERROR(DownLocked());
   return base_->NewSequentialFile(path);
 }
 
 Result<uint64_t> FaultInjectionFileSystem::FileSize(const std::string& path) {
   std::lock_guard<std::mutex> lock(mu_);
+  KYRODB_RETURN_IF_ERROR(DownLocked());
   return base_->FileSize(path);
 }
 
 Status FaultInjectionFileSystem::Rename(const std::string& from, const std::string& to) {
   std::lock_guard<std::mutex> lock(mu_);
-  PendingRename r{from, to, false, {}};
-  if (from != to && base_->Exists(to) && created_.count(to) == 0) {
+  KYRODB_RETURN_IF_ERROR(DownLocked());
+  Undo u{Undo::kRename, NormalizeDir(DirName(to)), from, to, false, {}};
+  if (from != to && base_->Exists(to)) {
+    if (base_->ListDir(to).ok()) {
+      return Status::NotSupported("fault injection: rename over directory " + to);
+    }
     // Keep the durable bytes of the file being replaced so power loss can bring it back.
-    auto it = files_.find(to);
-    uint64_t limit = it == files_.end() ? UINT64_MAX : it->second->synced_size;
-    auto content = ReadPrefix(base_, to, limit);
+    auto content = DurableContentLocked(to);
     if (!content.ok()) return content.status();
-    r.replaced_durable_file = true;
-    r.replaced_content = std::move(content).value();
+    u.restore = true;
+    u.content = std::move(content).value();
   }
   KYRODB_RETURN_IF_ERROR(base_->Rename(from, to));
   if (from == to) return Status::Ok();
   MoveTrackingLocked(from, to);
-  pending_renames_.push_back(std::move(r));
+  undo_.push_back(std::move(u));
   return Status::Ok();
 }
 
-// Moves what is known about `from` to `to`, replacing what was known about `to`.
+// Moves what is known about `from` (a file, or a directory and what is under it) to `to`,
+// replacing what was known about `to`.
 void FaultInjectionFileSystem::MoveTrackingLocked(const std::string& from, const std::string& to) {
-  auto it = files_.find(from);
-  if (it != files_.end()) {
-    files_[to] = std::move(it->second);
-    files_.erase(from);
-  } else {
-    files_.erase(to);
+  ForgetTrackingLocked(to);
+  std::vector<std::pair<std::string, std::shared_ptr<FileState>>> moved;
+  for (auto it = files_.begin(); it != files_.end();) {
+    if (IsUnder(it->first, from)) {
+      moved.emplace_back(to + it->first.substr(from.size()), std::move(it->second));
+      it = files_.erase(it);
+    } else {
+      ++it;
+    }
   }
-  if (created_.erase(from) != 0) {
-    created_.insert(to);
-  } else {
-    created_.erase(to);
-  }
+  for (auto& [path, state] : moved) files_[path] = std::move(state);
 }
 
-Status FaultInjectionFileSystem::UndoRenameLocked(const PendingRename& r) {
-  if (base_->Exists(r.to)) {
-    KYRODB_RETURN_IF_ERROR(base_->Rename(r.to, r.from));
-    MoveTrackingLocked(r.to, r.from);
-  }
-  if (r.replaced_durable_file) {
-    KYRODB_RETURN_IF_ERROR(WriteDurably(base_, r.to, r.replaced_content));
-    files_.erase(r.to);
-    created_.erase(r.to);
-  }
-  return Status::Ok();
+void FaultInjectionFileSystem::ForgetTrackingLocked(const std::string& path) {
+  std::erase_if(files_, [&](const auto& kv) { return IsUnder(kv.first, path); });
 }
 
 Status FaultInjectionFileSystem::Remove(const std::string& path) {
   std::lock_guard<std::mutex> lock(mu_);
+  KYRODB_RETURN_IF_ERROR(DownLocked());
+  Undo u{Undo::kRemoveFile, NormalizeDir(DirName(path)), path, {}, true, {}};
+  if (base_->Exists(path)) {
+    auto content = DurableContentLocked(path);
+    if (!content.ok()) return content.status();
+    u.content = std::move(content).value();
+  } else {
+    u.restore = false;
+  }
   KYRODB_RETURN_IF_ERROR(base_->Remove(path));
-  files_.erase(path);
-  created_.erase(path);
+  ForgetTrackingLocked(path);
+  if (u.restore) undo_.push_back(std::move(u));
   return Status::Ok();
 }
 
 Status FaultInjectionFileSystem::SyncDir(const std::string& dir) {
   std::lock_guard<std::mutex> lock(mu_);
+  KYRODB_RETURN_IF_ERROR(DownLocked());
   KYRODB_RETURN_IF_ERROR(base_->SyncDir(dir));
-  std::string d = NormalizeDir(dir);
-  std::erase_if(created_, [&](const std::string& p) { return DirName(p) == d; });
-  std::erase_if(pending_renames_, [&](const PendingRename& r) { return DirName(r.to) == d; });
+  const std::string d = NormalizeDir(dir);
+  std::erase_if(undo_, [&](const Undo& u) { return u.dir == d; });
   return Status::Ok();
 }
 
 bool FaultInjectionFileSystem::Exists(const std::string& path) {
   std::lock_guard<std::mutex> lock(mu_);
-  return base_->Exists(path);
+  return !down_ && base_->Exists(path);
 }
 
 Status FaultInjectionFileSystem::CreateDir(const std::string& dir) {
   std::lock_guard<std::mutex> lock(mu_);
-  return base_->CreateDir(dir);
+  KYRODB_RETURN_IF_ERROR(DownLocked());
+  const bool existed = base_->Exists(dir);
+  KYRODB_RETURN_IF_ERROR(base_->CreateDir(dir));
+  if (!existed) {
+    const std::string d = NormalizeDir(dir);
+    undo_.push_back(Undo{Undo::kCreateDir, NormalizeDir(DirName(d)), d, {}, false, {}});
+  }
+  return Status::Ok();
 }
 
 Status FaultInjectionFileSystem::RemoveDir(const std::string& dir) {
   std::lock_guard<std::mutex> lock(mu_);
-  return base_->RemoveDir(dir);
+  KYRODB_RETURN_IF_ERROR(DownLocked());
+  KYRODB_RETURN_IF_ERROR(base_->RemoveDir(dir));
+  const std::string d = NormalizeDir(dir);
+  undo_.push_back(Undo{Undo::kRemoveDir, NormalizeDir(DirName(d)), d, {}, false, {}});
+  return Status::Ok();
 }
 
 Result<std::vector<std::string>> FaultInjectionFileSystem::ListDir(const std::string& dir) {
   std::lock_guard<std::mutex> lock(mu_);
+  KYRODB_RETURN_IF_ERROR(DownLocked());
   return base_->ListDir(dir);
 }
 
 Status FaultInjectionFileSystem::Truncate(const std::string& path, uint64_t size) {
   std::lock_guard<std::mutex> lock(mu_);
-  KYRODB_RETURN_IF_ERROR(base_->Truncate(path, size));
-  auto it = files_.find(path);
-  if (it != files_.end()) {
-    it->second->size = size;
-    it->second->synced_size = std::min(it->second->synced_size, size);
+  KYRODB_RETURN_IF_ERROR(DownLocked());
+  std::shared_ptr<FileState>& state = files_[path];
+  if (state == nullptr) {
+    auto current = base_->FileSize(path);
+    if (!current.ok()) {
+      files_.erase(path);
+      return current.status();
+    }
+    state = std::make_shared<FileState>();
+    state->size = state->synced_size = *current;
   }
+  if (size < state->synced_size && !state->durable) {
+    // Until the file is synced, power loss brings the cut bytes back.
+    auto d = ReadPrefix(base_, path, state->synced_size);
+    if (!d.ok()) return d.status();
+    state->durable = std::move(d).value();
+  }
+  KYRODB_RETURN_IF_ERROR(base_->Truncate(path, size));
+  state->size = size;
   return Status::Ok();
+}
+
+Status FaultInjectionFileSystem::RemoveTreeLocked(const std::string& path) {
+  auto names = base_->ListDir(path);
+  if (!names.ok()) return base_->Remove(path);  // a file
+  for (const auto& n : *names) KYRODB_RETURN_IF_ERROR(RemoveTreeLocked(JoinPath(path, n)));
+  return base_->RemoveDir(path);
+}
+
+Status FaultInjectionFileSystem::UndoLocked(const Undo& u) {
+  switch (u.kind) {
+    case Undo::kCreateFile:
+    case Undo::kCreateDir:
+      if (base_->Exists(u.path)) KYRODB_RETURN_IF_ERROR(RemoveTreeLocked(u.path));
+      ForgetTrackingLocked(u.path);
+      return Status::Ok();
+    case Undo::kRemoveFile:
+      ForgetTrackingLocked(u.path);
+      return WriteDurably(base_, u.path, u.content);
+    case Undo::kRemoveDir:
+      return base_->CreateDir(u.path);
+    case Undo::kRename:
+      if (base_->Exists(u.to)) {
+        KYRODB_RETURN_IF_ERROR(base_->Rename(u.to, u.path));
+        MoveTrackingLocked(u.to, u.path);
+      }
+      if (u.restore) {
+        KYRODB_RETURN_IF_ERROR(WriteDurably(base_, u.to, u.content));
+        ForgetTrackingLocked(u.to);
+      }
+      return Status::Ok();
+  }
+  return Status::Internal("unknown undo entry");
 }
 
 void FaultInjectionFileSystem::FailNthWrite(uint64_t n, Status s) {
@@ -290,6 +415,11 @@ void FaultInjectionFileSystem::SetFailAllSyncs(bool fail) {
   fail_all_syncs_ = fail;
 }
 
+void FaultInjectionFileSystem::SetFailedSyncDropsUnsynced(bool drop) {
+  std::lock_guard<std::mutex> lock(mu_);
+  failed_sync_drops_ = drop;
+}
+
 void FaultInjectionFileSystem::SetNoSpace(bool no_space) {
   std::lock_guard<std::mutex> lock(mu_);
   no_space_ = no_space;
@@ -300,29 +430,55 @@ void FaultInjectionFileSystem::ShortWriteNextAppend() {
   short_write_next_ = true;
 }
 
-Status FaultInjectionFileSystem::SimulatePowerLoss() {
+Status FaultInjectionFileSystem::SimulatePowerLoss(const PowerLossOptions& options) {
   std::lock_guard<std::mutex> lock(mu_);
   for (FaultInjectionWritableFile* f : open_files_) f->LosePowerLocked();
-  // Newest first, so a chain a -> b -> c unwinds to a.
-  for (auto r = pending_renames_.rbegin(); r != pending_renames_.rend(); ++r) {
-    KYRODB_RETURN_IF_ERROR(UndoRenameLocked(*r));
-  }
-  pending_renames_.clear();
-  for (const std::string& path : created_) {
-    if (base_->Exists(path)) KYRODB_RETURN_IF_ERROR(base_->Remove(path));
-    files_.erase(path);
-  }
-  created_.clear();
+  // Newest first, so a chain a -> b -> c unwinds to a, and a file created in a directory
+  // created after the last sync goes with it.
+  for (auto u = undo_.rbegin(); u != undo_.rend(); ++u) KYRODB_RETURN_IF_ERROR(UndoLocked(*u));
+  undo_.clear();
+  std::mt19937_64 rng(options.seed);
   for (const auto& [path, state] : files_) {
     if (!base_->Exists(path)) continue;
+    if (state->durable) {
+      KYRODB_RETURN_IF_ERROR(WriteDurably(base_, path, *state->durable));
+      continue;
+    }
     auto size = base_->FileSize(path);
     if (!size.ok()) return size.status();
-    if (*size > state->synced_size) {
+    if (*size <= state->synced_size) continue;
+    if (!options.torn_writeback) {
       KYRODB_RETURN_IF_ERROR(base_->Truncate(path, state->synced_size));
+      continue;
     }
+    // Writeback got to some pages of the unsynced tail and not to others.
+    auto content = ReadPrefix(base_, path, *size);
+    if (!content.ok()) return content.status();
+    std::string c = std::move(content).value();
+    const uint64_t first_page = state->synced_size / kPageBytes;
+    const uint64_t pages = (c.size() + kPageBytes - 1) / kPageBytes - first_page;
+    const uint64_t end = std::max<uint64_t>(
+        state->synced_size,
+        std::min<uint64_t>(c.size(), (first_page + std::uniform_int_distribution<uint64_t>(
+                                                        0, pages)(rng)) * kPageBytes));
+    c.resize(end);
+    for (uint64_t p = first_page; p * kPageBytes < end; ++p) {
+      if (rng() % 2 == 0) continue;  // this page was written back
+      const uint64_t from = std::max(p * kPageBytes, state->synced_size);
+      const uint64_t to = std::min(end, (p + 1) * kPageBytes);
+      if (to > from) std::fill(c.begin() + static_cast<std::ptrdiff_t>(from),
+                               c.begin() + static_cast<std::ptrdiff_t>(to), '\0');
+    }
+    KYRODB_RETURN_IF_ERROR(WriteDurably(base_, path, c));
   }
   files_.clear();  // what survived is durable
+  down_ = options.stay_down;
   return Status::Ok();
+}
+
+void FaultInjectionFileSystem::Restart() {
+  std::lock_guard<std::mutex> lock(mu_);
+  down_ = false;
 }
 
 uint64_t FaultInjectionFileSystem::syncs() const {

@@ -1,21 +1,26 @@
 // FaultInjectionFileSystem: a FileSystem for storage tests (WAL, snapshots, manifest) that
 // forwards to a real one and can make it fail the way disks fail: the n-th append or sync
-// returns an error, the disk is full (ENOSPC), an append is cut short, or the machine loses
-// power and every byte and directory entry that was not made durable disappears.
+// returns an error, the disk is full (ENOSPC), an append is cut short, a failed fsync loses
+// the pages it did not write, or the machine loses power and every byte and directory entry
+// that was not made durable disappears.
 //
 // Durability model used by SimulatePowerLoss():
-//  - File data is durable up to the size it had at its last successful Sync().
-//  - A file created through this wrapper exists only after a SyncDir() of its directory.
-//  - A Rename() is durable only after a SyncDir() of the target's directory; until then power
-//    loss moves the file back to its old name and restores the replaced target (its durable
-//    bytes, kept in memory at rename time).
-//  - Remove(), Truncate() to a smaller size, CreateDir() and RemoveDir() are durable at once;
-//    NewWritableFile() on an existing file drops its content durably.
-//  - Files never written through the wrapper are durable as they are.
-// After SimulatePowerLoss() the wrapper keeps working like a restarted machine; files opened
-// before it fail every call with IoError.
+//  - File data is durable as of its last successful Sync(): the bytes it had then come back,
+//    whatever was appended, truncated or rewritten (NewWritableFile on an existing file)
+//    since. With torn_writeback, the unsynced tail is not cut off cleanly: each 4 KiB page of
+//    it may survive or read as zeros, and the file may end at any page boundary of it (what
+//    writeback of one large unsynced write() leaves).
+//  - Directory entries are durable only after a SyncDir() of their directory: creating a file
+//    or a directory, Remove(), RemoveDir() and Rename() (durable with the target's directory)
+//    are undone at power loss until then, newest first. An unsynced Remove() brings the file
+//    back with its durable bytes; an unsynced Rename() moves the file back and restores the
+//    file it replaced.
+//  - Files and directories never touched through the wrapper are durable as they are.
+// After SimulatePowerLoss() files opened before it fail every call with IoError; with
+// stay_down every call fails until Restart() (no process writes to a machine without power),
+// otherwise the wrapper goes on like a restarted machine.
 //
-// Fault injection applies to WritableFile::Append and WritableFile::Sync only (SyncDir and the
+// Fault injection applies to WritableFile::Append and WritableFile::Sync (SyncDir and the
 // other FileSystem calls always forward). Flush and Close are forwarded unchanged.
 //
 // Thread-safety: every method may be called from any thread. One mutex serialises all calls,
@@ -28,6 +33,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -37,6 +43,12 @@
 namespace kyrodb::io {
 
 class FaultInjectionWritableFile;
+
+struct PowerLossOptions {
+  bool torn_writeback = false;  // see the model above
+  uint64_t seed = 0;            // chooses the surviving pages with torn_writeback
+  bool stay_down = false;       // every call fails until Restart()
+};
 
 class FaultInjectionFileSystem final : public FileSystem {
  public:
@@ -66,6 +78,10 @@ class FaultInjectionFileSystem final : public FileSystem {
   void FailNthSync(uint64_t n, Status s);
   // While set, every Sync returns IoError without syncing.
   void SetFailAllSyncs(bool fail);
+  // While set, a Sync that fails (injected) also loses the file's unsynced bytes: they read
+  // as zeros from then on, and a later successful Sync makes those zeros durable — what Linux
+  // does after fdatasync reports EIO (the dirty pages are dropped, the error is reported once).
+  void SetFailedSyncDropsUnsynced(bool drop);
   // While set, Append returns ResourceExhausted("... No space left on device") and writes
   // nothing; Flush and Sync of bytes appended earlier still work.
   void SetNoSpace(bool no_space);
@@ -74,7 +90,9 @@ class FaultInjectionFileSystem final : public FileSystem {
   void ShortWriteNextAppend();
 
   // Cuts every file back to what was durable (see the model above) and invalidates open files.
-  Status SimulatePowerLoss();
+  Status SimulatePowerLoss(const PowerLossOptions& options = {});
+  // Ends stay_down.
+  void Restart();
 
   // Calls to WritableFile::Sync / Append through this wrapper, failed ones included.
   uint64_t syncs() const;
@@ -88,17 +106,26 @@ class FaultInjectionFileSystem final : public FileSystem {
   struct FileState {
     uint64_t size = 0;         // bytes appended so far (including ones still buffered)
     uint64_t synced_size = 0;  // size at the last successful Sync
+    // Set when the base file no longer starts with its durable bytes (truncated or
+    // rewritten since the last Sync): those bytes.
+    std::optional<std::string> durable;
   };
-  // A rename not yet made durable by SyncDir of DirName(to).
-  struct PendingRename {
-    std::string from, to;
-    bool replaced_durable_file = false;  // `to` durably existed before the rename...
-    std::string replaced_content;        // ...with these bytes
+  // A directory-entry change not yet made durable by SyncDir(dir).
+  struct Undo {
+    enum Kind { kCreateFile, kRemoveFile, kRename, kCreateDir, kRemoveDir } kind;
+    std::string dir;        // whose SyncDir makes the change durable
+    std::string path, to;   // to: kRename only
+    bool restore = false;   // kRemoveFile, kRename: bring `content` back at `path` / `to`
+    std::string content;
   };
 
   Result<std::unique_ptr<WritableFile>> OpenLocked(const std::string& path, bool append);
-  Status UndoRenameLocked(const PendingRename& r);
+  Result<std::string> DurableContentLocked(const std::string& path);
+  Status UndoLocked(const Undo& u);
+  Status RemoveTreeLocked(const std::string& path);
   void MoveTrackingLocked(const std::string& from, const std::string& to);
+  void ForgetTrackingLocked(const std::string& path);  // the path and everything under it
+  Status DownLocked() const;
 
   FileSystem* const base_;
   mutable std::mutex mu_;
@@ -108,13 +135,14 @@ class FaultInjectionFileSystem final : public FileSystem {
   uint64_t sync_countdown_ = 0;
   Status sync_failure_;
   bool fail_all_syncs_ = false;
+  bool failed_sync_drops_ = false;
   bool no_space_ = false;
   bool short_write_next_ = false;
+  bool down_ = false;
   uint64_t syncs_ = 0;
   uint64_t appends_ = 0;
   std::map<std::string, std::shared_ptr<FileState>> files_;  // by path
-  std::set<std::string> created_;  // paths created since their directory's last SyncDir
-  std::vector<PendingRename> pending_renames_;  // oldest first
+  std::vector<Undo> undo_;  // oldest first
   std::set<FaultInjectionWritableFile*> open_files_;
 };
 

@@ -27,7 +27,11 @@ Storage::~Storage() { Close().IgnoreError(); }
 Result<std::unique_ptr<Storage>> Storage::Open(const StorageOptions& options, StateMachine* sm,
                                                RecoveryReport* report) {
   if (options.dir.empty()) return Status::InvalidArgument("storage directory not set");
-  KYRODB_RETURN_IF_ERROR(options.fs->CreateDir(options.dir));
+  if (!options.fs->Exists(options.dir)) {
+    // A new directory's entry is durable only once its parent is synced.
+    KYRODB_RETURN_IF_ERROR(options.fs->CreateDir(options.dir));
+    KYRODB_RETURN_IF_ERROR(options.fs->SyncDir(io::DirName(options.dir)));
+  }
   std::unique_ptr<Storage> s(new Storage(options, sm));
   RecoveryReport local;
   if (report == nullptr) report = &local;
@@ -221,6 +225,14 @@ Status Storage::Replay(uint64_t first_segment, Lsn snapshot_lsn, RecoveryReport*
       expected = rec.lsn + 1;
     }
   }
+  // New records will say that everything replayed is synced (wal_format.h's synced_lsn): after
+  // a crash of the process the last segment may still be only in the page cache.
+  if (report->segments_replayed > 0) {
+    auto f = fs->NewAppendableFile(io::JoinPath(opt_.dir, WalSegmentName(last_kept)));
+    if (!f.ok()) return f.status();
+    KYRODB_RETURN_IF_ERROR((*f)->Sync());
+    KYRODB_RETURN_IF_ERROR((*f)->Close());
+  }
   *next_segment = last_kept + 1;
   *next_lsn = expected;
   return Status::Ok();
@@ -344,8 +356,7 @@ void Storage::Start() {
   if (bg_thread_.joinable()) return;
   bg_stop_ = false;
   bg_thread_ = std::thread([this] {
-    const auto period = std::chrono::milliseconds(
-        std::max<uint32_t>(1, std::min(opt_.wal_flush_interval_ms, opt_.write_probe_interval_ms)));
+    const auto period = std::chrono::milliseconds(TickPeriodMs());
     std::unique_lock<std::mutex> lock(bg_mu_);
     while (!bg_stop_) {
       lock.unlock();
@@ -365,9 +376,16 @@ void Storage::Stop() {
   if (bg_thread_.joinable()) bg_thread_.join();
 }
 
+uint32_t Storage::TickPeriodMs() const {
+  return std::max<uint32_t>(
+      1, std::min(opt_.wal_flush_interval_ms / 4, opt_.write_probe_interval_ms));
+}
+
 void Storage::Tick() {
   if (wal_->writable()) {
-    wal_->SyncIfDue().IgnoreError();  // a failure turns writes off; the next Tick probes
+    // Polled every TickPeriodMs(): syncing that much early keeps every record's wait within
+    // wal_flush_interval_ms. A failure turns writes off; the next Tick probes.
+    wal_->SyncIfDue(TickPeriodMs()).IgnoreError();
     return;
   }
   const int64_t now = NowMs();

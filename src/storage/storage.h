@@ -104,14 +104,19 @@ class Storage {
   Status ResumeWrites() { return wal_->Resume(); }
   bool writable() const { return wal_->writable(); }
 
-  // The background service: a thread that runs Tick() every min(wal_flush_interval_ms,
-  // write_probe_interval_ms). Stop() (also run by Close and the destructor) joins it.
+  // The background service, a thread of its own (so that nothing else the owner does can
+  // delay it): runs Tick() every TickPeriodMs(). Under policy data this is the timer that keeps
+  // the promise: a record is fsynced within wal_flush_interval_ms of being written (plus the
+  // fsync's own time and scheduling delay). Stop() (also run by Close and the destructor)
+  // joins it.
   void Start();
   void Stop();
   // One round of background work: fsync the WAL if due (policy data), and after a write
   // failure, probe (ResumeWrites) once write_probe_interval_ms has passed since the last probe.
-  // Tests call it directly instead of waiting for the thread.
+  // Tests may call it directly instead of starting the thread.
   void Tick();
+  // max(1, min(wal_flush_interval_ms / 4, write_probe_interval_ms)).
+  uint32_t TickPeriodMs() const;
   const Wal& wal() const { return *wal_; }
   Manifest manifest() const;
   Status Close();

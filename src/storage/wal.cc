@@ -16,6 +16,24 @@ namespace {
 
 constexpr size_t kMaxBatchBytes = 8u << 20;
 
+// Encodes one version-2 record (wal_format.h) onto *out.
+void AppendRecord(std::string* out, Lsn lsn, uint8_t type, Lsn synced_lsn,
+                  std::string_view payload) {
+  char h[wal_format::kRecordHeaderBytes];
+  const uint32_t len = static_cast<uint32_t>(payload.size());
+  std::memcpy(h, &len, 4);
+  std::memcpy(h + 8, &lsn, 8);
+  h[16] = static_cast<char>(type);
+  std::memcpy(h + 17, &synced_lsn, 8);
+  const uint32_t crc = crc32c::Extend(crc32c::Value(h + 8, 9), payload.data(), payload.size());
+  const uint32_t masked = crc32c::Mask(crc);
+  std::memcpy(h + 4, &masked, 4);
+  const uint32_t header_crc = crc32c::Mask(crc32c::Value(h, 25));
+  std::memcpy(h + 25, &header_crc, 4);
+  out->append(h, sizeof(h));
+  out->append(payload.data(), payload.size());
+}
+
 }  // namespace
 
 std::string WalSegmentName(uint64_t seq) {
@@ -71,33 +89,48 @@ Status Wal::OpenSegment(uint64_t seq, Lsn first_lsn) {
   KYRODB_RETURN_IF_ERROR(opt_.fs->SyncDir(opt_.dir));
   file_ = std::move(f).value();
   segment_ = seq;
-  segment_size_ = synced_size_ = good_size_ = h.size();
-  dirty_ = false;
-  last_sync_ms_ = NowMs();
+  segment_size_ = synced_size_ = h.size();
+  synced_lsn_ = written_lsn_ = first_lsn - 1;
+  unsynced_.clear();
   std::lock_guard<std::mutex> l(mu_);
   stats_.segments_created++;
   return Status::Ok();
 }
 
-void Wal::DiscardFailedTail() {
-  // Whatever reached the file past good_size_ belongs to writes reported as failed: close the
-  // file (its buffer holds nothing acknowledged) and cut them off, so that neither a later
-  // fsync nor recovery can bring them back. Resume() repeats the cut if this one fails.
+Status Wal::CutSegmentLocked(uint64_t size) {
   if (file_ != nullptr) {
     file_->Close().IgnoreError();
     file_.reset();
   }
-  opt_.fs->Truncate(io::JoinPath(opt_.dir, WalSegmentName(segment_)), good_size_).IgnoreError();
-  segment_size_ = good_size_;
-  dirty_ = false;
+  const std::string path = io::JoinPath(opt_.dir, WalSegmentName(segment_));
+  KYRODB_RETURN_IF_ERROR(opt_.fs->Truncate(path, size));
+  auto f = opt_.fs->NewAppendableFile(path);
+  if (!f.ok()) return f.status();
+  KYRODB_RETURN_IF_ERROR((*f)->Sync());  // a truncation is durable only once synced
+  return (*f)->Close();
+}
+
+void Wal::AfterFailureLocked(bool sync_failed) {
+  // A failed fsync may have lost any unsynced page: keep only the synced prefix on disk (the
+  // acknowledged records after it are in unsynced_ for Resume). A failed write lost nothing
+  // acknowledged: cut just the failed batch, and if that cut syncs, the acknowledged records
+  // before it are durable now.
+  const uint64_t keep = sync_failed ? synced_size_ : synced_size_ + unsynced_.size();
+  Status s = CutSegmentLocked(keep);
+  segment_size_ = keep;
+  if (s.ok() && !sync_failed) {
+    synced_size_ = keep;
+    synced_lsn_ = written_lsn_;
+    unsynced_.clear();
+  }
 }
 
 Status Wal::SyncLocked() {
   Status s = file_->Sync();
   if (!s.ok()) return s;
   synced_size_ = segment_size_;
-  dirty_ = false;
-  last_sync_ms_ = NowMs();
+  synced_lsn_ = written_lsn_;
+  unsynced_.clear();
   std::lock_guard<std::mutex> l(mu_);
   stats_.syncs++;
   return s;
@@ -194,40 +227,39 @@ void Wal::LeadBatch(std::unique_lock<std::mutex>& l) {
   }
   l.unlock();
 
+  const size_t old_unsynced = unsynced_.size();
+  bool sync_failed = false;
   if (s.ok()) {
-    buffer_.clear();
     for (Writer* x : batch) {
-      char h[wal_format::kRecordHeaderBytes];
-      uint32_t len = static_cast<uint32_t>(x->payload.size());
-      std::memcpy(h, &len, 4);
-      std::memcpy(h + 8, &x->lsn, 8);
-      h[16] = static_cast<char>(x->type);
-      uint32_t crc = crc32c::Extend(crc32c::Value(h + 8, 9), x->payload.data(), x->payload.size());
-      uint32_t masked = crc32c::Mask(crc);
-      std::memcpy(h + 4, &masked, 4);
-      uint32_t header_crc = crc32c::Mask(crc32c::Value(h, 17));
-      std::memcpy(h + 17, &header_crc, 4);
-      buffer_.append(h, sizeof(h));
-      buffer_.append(x->payload.data(), x->payload.size());
+      AppendRecord(&unsynced_, x->lsn, static_cast<uint8_t>(x->type), synced_lsn_, x->payload);
     }
-    s = file_->Append(buffer_.data(), buffer_.size());
+    const size_t n = unsynced_.size() - old_unsynced;
+    s = file_->Append(unsynced_.data() + old_unsynced, n);
     if (s.ok()) s = file_->Flush();
     if (s.ok()) {
-      segment_size_ += buffer_.size();
-      dirty_ = true;
-      if (opt_.policy == FsyncPolicy::kAlways) s = SyncLocked();
+      if (old_unsynced == 0) first_unsynced_ms_ = NowMs();
+      segment_size_ += n;
+      written_lsn_ = batch.back()->lsn;
+      if (opt_.policy == FsyncPolicy::kAlways) {
+        s = SyncLocked();
+        sync_failed = !s.ok();
+      }
     }
-    if (s.ok()) good_size_ = segment_size_;
+    if (!s.ok()) {
+      // The batch is reported failed: it is not in the log.
+      unsynced_.resize(old_unsynced);
+      written_lsn_ = first - 1;
+      AfterFailureLocked(sync_failed);
+    }
   }
 
-  if (!s.ok()) DiscardFailedTail();
   l.lock();
   if (!s.ok()) {
     Fail(s);
     next_lsn_ = first;  // the failed batch is not in the log
   } else {
     stats_.records += batch.size();
-    stats_.bytes += buffer_.size();
+    stats_.bytes += unsynced_.size() - old_unsynced;
     stats_.batches++;
   }
   for (Writer* x : batch) {
@@ -238,13 +270,12 @@ void Wal::LeadBatch(std::unique_lock<std::mutex>& l) {
   const bool rotate = s.ok() && segment_size_ >= opt_.segment_bytes;
   l.unlock();
   if (rotate) {
-    Status r = file_->Sync();
-    if (r.ok()) r = file_->Close();
-    if (r.ok()) {
-      l.lock();
-      Lsn next = next_lsn_;
-      l.unlock();
-      r = OpenSegment(segment_ + 1, next);
+    Status r = SyncLocked();
+    if (!r.ok()) {
+      AfterFailureLocked(/*sync_failed=*/true);
+    } else {
+      r = file_->Close();
+      if (r.ok()) r = OpenSegment(segment_ + 1, written_lsn_ + 1);
     }
     if (!r.ok()) {
       l.lock();
@@ -263,11 +294,11 @@ Status Wal::Sync() {
     if (!error_.ok()) return error_;
     if (closed_) return Status::FailedPrecondition("WAL is closed");
   }
-  if (!dirty_) return Status::Ok();
+  if (unsynced_.empty()) return Status::Ok();
   Status s = SyncLocked();
   if (!s.ok()) {
-    // Under kData the unsynced records were acknowledged: good_size_ keeps them.
-    DiscardFailedTail();
+    // The unsynced records were acknowledged (kData, kNever): they stay in memory for Resume.
+    AfterFailureLocked(/*sync_failed=*/true);
     std::lock_guard<std::mutex> l(mu_);
     Fail(s);
     return error_;
@@ -275,28 +306,29 @@ Status Wal::Sync() {
   return s;
 }
 
-Status Wal::SyncIfDue() {
+Status Wal::SyncIfDue(uint32_t slack_ms) {
   {
     std::lock_guard<std::mutex> fl(file_mu_);
-    if (!dirty_ || NowMs() - last_sync_ms_ < static_cast<int64_t>(opt_.flush_interval_ms)) {
-      return Status::Ok();
-    }
+    const int64_t due_after = static_cast<int64_t>(opt_.flush_interval_ms) - slack_ms;
+    if (unsynced_.empty() || NowMs() - first_unsynced_ms_ < due_after) return Status::Ok();
   }
   return Sync();
 }
 
 Result<uint64_t> Wal::Rotate() {
   std::lock_guard<std::mutex> fl(file_mu_);
-  Lsn next;
   {
     std::lock_guard<std::mutex> l(mu_);
     if (!error_.ok()) return error_;
     if (closed_) return Status::FailedPrecondition("WAL is closed");
-    next = next_lsn_;
   }
-  Status s = dirty_ ? SyncLocked() : Status::Ok();
-  if (s.ok()) s = file_->Close();
-  if (s.ok()) s = OpenSegment(segment_ + 1, next);
+  Status s = unsynced_.empty() ? Status::Ok() : SyncLocked();
+  if (!s.ok()) {
+    AfterFailureLocked(/*sync_failed=*/true);
+  } else {
+    s = file_->Close();
+    if (s.ok()) s = OpenSegment(segment_ + 1, written_lsn_ + 1);
+  }
   if (!s.ok()) {
     std::lock_guard<std::mutex> l(mu_);
     Fail(s);
@@ -307,27 +339,37 @@ Result<uint64_t> Wal::Rotate() {
 
 Status Wal::Resume() {
   std::lock_guard<std::mutex> fl(file_mu_);
-  Lsn next;
   {
     std::lock_guard<std::mutex> l(mu_);
     if (error_.ok()) return Status::Ok();
     if (closed_) return Status::FailedPrecondition("WAL is closed");
-    next = next_lsn_;
   }
-  if (file_ != nullptr) {
-    file_->Close().IgnoreError();
-    file_.reset();
+  // The failed segment keeps only what is known to be synced, and that cut is made durable
+  // before anything is written after it.
+  KYRODB_RETURN_IF_ERROR(CutSegmentLocked(synced_size_));
+  segment_size_ = synced_size_;
+  // The acknowledged records after it go into a new segment, from memory.
+  std::string pending = std::move(unsynced_);
+  const Lsn pending_last = written_lsn_;
+  Status s = OpenSegment(segment_ + 1, synced_lsn_ + 1);
+  if (s.ok() && !pending.empty()) {
+    written_lsn_ = pending_last;
+    s = file_->Append(pending.data(), pending.size());
+    if (s.ok()) s = file_->Flush();
+    if (s.ok()) {
+      segment_size_ += pending.size();
+      unsynced_ = pending;
+      s = SyncLocked();
+    }
   }
-  // Cut the failed segment back to what was acknowledged, and make the cut durable.
-  const std::string path = io::JoinPath(opt_.dir, WalSegmentName(segment_));
-  KYRODB_RETURN_IF_ERROR(opt_.fs->Truncate(path, good_size_));
-  {
-    auto f = opt_.fs->NewAppendableFile(path);
-    if (!f.ok()) return f.status();
-    KYRODB_RETURN_IF_ERROR((*f)->Sync());
-    KYRODB_RETURN_IF_ERROR((*f)->Close());
+  if (!s.ok()) {
+    // Still failing: the new segment (if it was created) holds at most a synced header.
+    if (file_ != nullptr) CutSegmentLocked(synced_size_).IgnoreError();
+    segment_size_ = synced_size_;
+    written_lsn_ = pending_last;
+    unsynced_ = std::move(pending);
+    return s;
   }
-  KYRODB_RETURN_IF_ERROR(OpenSegment(segment_ + 1, next));
   std::lock_guard<std::mutex> l(mu_);
   error_ = Status::Ok();
   stats_.writable = true;
@@ -335,25 +377,35 @@ Status Wal::Resume() {
 }
 
 Status Wal::Close() {
+  bool failed;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (closed_) return Status::Ok();
+    failed = !error_.ok();
+  }
+  // A failed WAL still holds acknowledged records in memory: one last try to keep them.
+  if (failed) Resume().IgnoreError();
   std::lock_guard<std::mutex> fl(file_mu_);
   {
     std::lock_guard<std::mutex> l(mu_);
     if (closed_) return Status::Ok();
     closed_ = true;
-  }
-  Status s;
-  bool failed;
-  {
-    std::lock_guard<std::mutex> l(mu_);
     failed = !error_.ok();
   }
-  if (failed) DiscardFailedTail();
-  if (file_ != nullptr) {
-    if (dirty_) s = SyncLocked();
+  Status s;
+  if (file_ != nullptr && !failed) {
+    if (!unsynced_.empty()) s = SyncLocked();
+    if (s.ok() && written_lsn_ > 0) {
+      // Recovery can then tell damage anywhere in this segment from a torn tail.
+      std::string marker;
+      AppendRecord(&marker, written_lsn_, wal_format::kSyncMarkerType, written_lsn_, {});
+      s = file_->Append(marker.data(), marker.size());
+      if (s.ok()) s = file_->Sync();
+    }
     Status c = file_->Close();
     if (s.ok()) s = c;
-    file_.reset();
   }
+  file_.reset();
   cv_.notify_all();
   return s;
 }

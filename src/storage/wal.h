@@ -6,15 +6,20 @@
 //            first in line writes the whole queue behind it with one write() and one fdatasync
 //            (group commit), then wakes the others.
 //   kData:   Append returns once the record is written to the OS; SyncIfDue() (called by the
-//            owner's background task) fsyncs at most every flush_interval_ms.
+//            owner's timer) fsyncs so that no record stays unsynced for longer than
+//            flush_interval_ms.
 //   kNever:  written to the OS; fsync is left to the OS (and to rotation and Close).
-// In every policy a record survives a crash of the process once Append returned.
+// In every policy a record survives a crash of the process once Append returned. Each record
+// carries the LSN up to which the log was fsynced when it was written (synced_lsn), so that
+// recovery can tell an unsynced torn tail from damage to acknowledged records.
 //
 // Failure: a failed write or fsync (or ENOSPC) makes the WAL refuse every later Append with
-// kUnavailable naming the cause — it never reports "maybe written": the records of a failed
-// batch are reported failed, and Resume() first truncates the segment back to the last synced
-// offset, so they cannot reappear at recovery. Resume() then starts a new segment and writes
-// again once a write + fsync succeeds.
+// kUnavailable naming the cause. The records of a failed batch are reported failed and cut
+// off the segment (the cut fsynced), so they cannot reappear at recovery. After a failed
+// fsync the kernel may have dropped the pages it did not write, so nothing that was not
+// synced before is trusted on disk: the records acknowledged since the last good fsync are
+// kept in memory, and Resume() cuts the segment back to its last synced offset, writes them
+// again into a new segment and fsyncs it before writes are accepted again.
 //
 // Thread-safety: all methods may be called concurrently.
 #pragma once
@@ -75,13 +80,15 @@ class Wal {
 
   // Makes everything appended so far durable.
   Status Sync();
-  // kData: fsyncs if something is unsynced and flush_interval_ms has passed since the last sync.
-  Status SyncIfDue();
+  // kData: fsyncs if a record has been unsynced for flush_interval_ms - slack_ms or longer
+  // (the caller polls every slack_ms, so no record waits longer than flush_interval_ms).
+  Status SyncIfDue(uint32_t slack_ms = 0);
   // Syncs and closes the current segment and starts the next one; returns its sequence number.
   // Records appended after this returns land in the new segment.
   Result<uint64_t> Rotate();
-  // After a failure: truncate the failed segment to its durable prefix, start a new segment
-  // and re-enable writes if that works. OK (no-op) when healthy.
+  // After a failure: cut the failed segment to its synced prefix (fsynced), write the records
+  // acknowledged since into a new segment, fsync it and re-enable writes if all of that works.
+  // OK (no-op) when healthy.
   Status Resume();
   // Syncs and closes; further appends fail.
   Status Close();
@@ -98,7 +105,10 @@ class Wal {
   void LeadBatch(std::unique_lock<std::mutex>& l);  // group commit; called with mu_ held
   Status OpenSegment(uint64_t seq, Lsn first_lsn);  // caller holds file_mu_
   Status SyncLocked();                               // caller holds file_mu_
-  void DiscardFailedTail();                          // caller holds file_mu_
+  // Closes the segment, truncates it to `size` and fsyncs the cut; caller holds file_mu_.
+  Status CutSegmentLocked(uint64_t size);
+  // After a failed write or fsync: cut what cannot be trusted off the segment.
+  void AfterFailureLocked(bool sync_failed);         // caller holds file_mu_
   void Fail(const Status& cause);                    // caller holds mu_
 
   WalOptions opt_;
@@ -111,15 +121,18 @@ class Wal {
   WalStats stats_;
 
   // The leader (one at a time) holds file_mu_ while writing; so do Sync, Rotate, Resume.
+  // All fields below are guarded by file_mu_.
   mutable std::mutex file_mu_;
-  std::unique_ptr<io::WritableFile> file_;
+  std::unique_ptr<io::WritableFile> file_;  // null after a failure, until Resume
   uint64_t segment_ = 0;
-  uint64_t segment_size_ = 0;
-  uint64_t synced_size_ = 0;  // fsynced prefix of the current segment
-  uint64_t good_size_ = 0;    // prefix holding only acknowledged records
-  bool dirty_ = false;        // bytes written since the last sync
-  int64_t last_sync_ms_ = 0;
-  std::string buffer_;
+  uint64_t segment_size_ = 0;  // bytes handed to the file (acknowledged records only)
+  uint64_t synced_size_ = 0;   // fsynced prefix of the current segment
+  Lsn synced_lsn_ = 0;         // every record up to this LSN is fsynced
+  Lsn written_lsn_ = 0;        // the last record in the segment
+  // The encoded records of the current segment past synced_size_, so that they can be written
+  // again after a failed fsync.
+  std::string unsynced_;
+  int64_t first_unsynced_ms_ = 0;  // when the oldest of them was written
 };
 
 }  // namespace kyrodb::storage

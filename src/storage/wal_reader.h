@@ -1,7 +1,13 @@
 // WalSegmentReader: reads the records of one WAL segment for recovery and inspection.
-// A bad record is reported with its offset and whether it is *torn* — it runs to the end of the
-// file (incomplete, or its checksum fails and nothing follows it), which is what a crash in the
-// middle of an append leaves. The caller decides what a torn or bad record means.
+// A bad record is reported with its offset and whether it is *torn*: what a power loss leaves
+// in the unsynced tail of a log, as opposed to damage to records that were synced.
+//   Version 2: the damage is torn when no intact record after it claims (by its synced_lsn)
+//     that the damaged record had been synced. Writeback may leave holes anywhere in an
+//     unsynced batch, so the bytes after a torn point may hold intact records too; they are
+//     after the gap and are dropped with it.
+//   Version 1 (no synced_lsn): torn only when the damage runs to the end of the file
+//     (incomplete, or its checksum fails and nothing follows it).
+// The caller decides what a torn or bad record means (only a segment's last one can be torn).
 // Thread-safety: one thread per reader.
 #pragma once
 
@@ -32,6 +38,9 @@ class WalSegmentReader {
   uint64_t good_offset() const { return pos_; }  // end of the last good record
   const std::string& reason() const { return reason_; }
   bool torn() const { return torn_; }
+  uint32_t version() const { return version_; }
+  // Version 2: the synced_lsn of the last record read.
+  Lsn synced_lsn() const { return synced_lsn_; }
 
  private:
   std::string path_;
@@ -41,6 +50,11 @@ class WalSegmentReader {
   Lsn first_lsn_ = 0;
   Lsn next_lsn_ = 0;
   size_t pos_ = 0;
+  uint32_t version_ = 0;
+  size_t header_bytes_ = 0;
+  Lsn synced_lsn_ = 0;
+  // Version 2: the highest synced_lsn of an intact record at or after `from` (0 if none).
+  Lsn HighestSyncedClaimFrom(size_t from) const;
   std::string reason_;
   bool torn_ = false;
 };
