@@ -929,6 +929,39 @@ void CheckFailedWriteAbsentWithoutResume(const Fault& f) {
   EXPECT_EQ(report.last_lsn, 20u);
 }
 
+// After fdatasync reports EIO the kernel may have dropped the unsynced pages, and a later
+// fsync reports success. The records acknowledged before the failure (policy data) must come
+// back from memory, not from the lost pages, and strict recovery must open the log.
+TEST(StorageFaultTest, FailedFsyncThatLostPagesNeverReportsThemDurable) {
+  TempDir d;
+  io::FaultInjectionFileSystem fi(io::FileSystem::Default());
+  StorageOptions o = Options(d.path(), &fi, FsyncPolicy::kData);
+  o.wal_flush_interval_ms = 1'000'000;  // no timer: the test syncs by hand
+  {
+    MapStateMachine sm;
+    auto st = MustOpen(o, &sm);
+    ASSERT_NE(st, nullptr);
+    ASSERT_NO_FATAL_FAILURE(WriteOps(st.get(), &sm, 0, 10));
+    ASSERT_OK(st->Sync());
+    ASSERT_NO_FATAL_FAILURE(WriteOps(st.get(), &sm, 10, 20));  // acknowledged, unsynced
+    fi.SetFailedSyncDropsUnsynced(true);
+    fi.FailNthSync(1, Status::IoError("injected fdatasync EIO"));
+    EXPECT_FALSE(st->Sync().ok());
+    EXPECT_FALSE(st->writable());
+    ASSERT_OK(st->ResumeWrites());
+    EXPECT_TRUE(st->writable());
+    ASSERT_NO_FATAL_FAILURE(WriteOps(st.get(), &sm, 20, 25));
+    ASSERT_OK(st->Sync());
+    ASSERT_OK(fi.SimulatePowerLoss());  // everything acknowledged was synced by now
+  }
+  MapStateMachine recovered;
+  RecoveryReport report;
+  auto st = MustOpen(Options(d.path()), &recovered, &report);
+  ASSERT_NE(st, nullptr) << "strict recovery refused the log";
+  EXPECT_EQ(recovered.docs(), ModelAfter(25)) << report.ToString();
+  EXPECT_EQ(report.last_lsn, 25u);
+}
+
 TEST(StorageFaultTest, FailedFsyncWriteIsAbsentAfterReopenWithoutResume) {
   CheckFailedWriteAbsentWithoutResume(
       {"fsync fails once",
