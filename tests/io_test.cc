@@ -365,6 +365,43 @@ TEST_F(FaultInjectionTest, AtomicFileWriterCommitSurvivesPowerLoss) {
   EXPECT_FALSE(posix_->Exists(Path("manifest.tmp")));
 }
 
+TEST_F(FaultInjectionTest, PowerLossUndoesDirectoryChangesNotSyncedInTheirParent) {
+  WriteFile(posix_, Path("kept"), "durable");
+  ASSERT_OK(posix_->SyncDir(dir_));
+  ASSERT_OK(fs_.CreateDir(Path("newdir")));
+  ASSERT_OK(fs_.Remove(Path("kept")));
+  ASSERT_OK(fs_.SyncDir(dir_));            // makes both durable...
+  ASSERT_OK(fs_.CreateDir(Path("late")));  // ...but not these two
+  WriteFile(&fs_, Path("newdir/file"), "synced data, unsynced entry");
+  ASSERT_OK(fs_.SimulatePowerLoss());
+  EXPECT_FALSE(posix_->Exists(Path("kept")));
+  EXPECT_TRUE(posix_->Exists(Path("newdir")));
+  EXPECT_FALSE(posix_->Exists(Path("newdir/file")));
+  EXPECT_FALSE(posix_->Exists(Path("late")));
+}
+
+TEST_F(FaultInjectionTest, PowerLossBringsBackAnUnsyncedRemoveAndAnUnsyncedTruncate) {
+  WriteFile(posix_, Path("removed"), "still here");
+  WriteFile(posix_, Path("cut"), "0123456789");
+  ASSERT_OK(posix_->SyncDir(dir_));
+  ASSERT_OK(fs_.Remove(Path("removed")));
+  ASSERT_OK(fs_.Truncate(Path("cut"), 4));
+  EXPECT_FALSE(posix_->Exists(Path("removed")));
+  EXPECT_EQ(ReadFile(Path("cut")), "0123");
+  ASSERT_OK(fs_.SimulatePowerLoss());
+  EXPECT_EQ(ReadFile(Path("removed")), "still here");
+  EXPECT_EQ(ReadFile(Path("cut")), "0123456789");
+  // A truncation followed by a sync of the file is durable.
+  ASSERT_OK(fs_.Truncate(Path("cut"), 4));
+  {
+    auto f = fs_.NewAppendableFile(Path("cut"));
+    ASSERT_TRUE(f.ok());
+    ASSERT_OK((*f)->Sync());
+  }
+  ASSERT_OK(fs_.SimulatePowerLoss());
+  EXPECT_EQ(ReadFile(Path("cut")), "0123");
+}
+
 TEST_F(FaultInjectionTest, ConcurrentAppendsToSeparateFiles) {
   constexpr int kThreads = 4, kRecords = 2000;
   ASSERT_OK(fs_.SyncDir(dir_));

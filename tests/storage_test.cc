@@ -821,6 +821,25 @@ TEST(StorageFaultTest, PowerLossWithHolesInAnUnsyncedBatchIsATornTailInStrictMod
   EXPECT_GT(torn_seen, 0) << "no seed left a hole: the test tests nothing";
 }
 
+// Storage creates its data directory; the new entry is durable only once the parent is
+// synced, or a power loss takes the directory and every acknowledged write in it.
+TEST(StorageFaultTest, NewDataDirectoryAndItsWritesSurvivePowerLoss) {
+  TempDir d;
+  io::FaultInjectionFileSystem fault(io::FileSystem::Default());
+  const std::string dir = d.path() + "/data";
+  {
+    MapStateMachine sm;
+    auto st = MustOpen(Options(dir, &fault, FsyncPolicy::kAlways), &sm);
+    ASSERT_NE(st, nullptr);
+    ASSERT_NO_FATAL_FAILURE(WriteOps(st.get(), &sm, 0, 5));
+    ASSERT_OK(fault.SimulatePowerLoss());
+  }
+  MapStateMachine sm;
+  auto st = MustOpen(Options(dir), &sm);
+  ASSERT_NE(st, nullptr);
+  EXPECT_EQ(sm.docs(), ModelAfter(5));
+}
+
 // A failure mode: how to provoke it, how to stop it, and whether ResumeWrites must keep
 // failing until it is stopped.
 struct Fault {
