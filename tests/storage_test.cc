@@ -151,6 +151,13 @@ StorageOptions Options(const std::string& dir, io::FileSystem* fs = io::FileSyst
   return o;
 }
 
+// Policy data whose window never comes due: the test calls Sync() where it wants one.
+StorageOptions HandSyncedDataOptions(const std::string& dir, io::FileSystem* fs) {
+  StorageOptions o = Options(dir, fs, FsyncPolicy::kData);
+  o.wal_flush_interval_ms = 1'000'000;
+  return o;
+}
+
 std::unique_ptr<Storage> MustOpen(const StorageOptions& o, MapStateMachine* sm,
                                   RecoveryReport* report = nullptr) {
   auto st = Storage::Open(o, sm, report);
@@ -789,8 +796,7 @@ TEST(StorageFaultTest, PowerLossWithHolesInAnUnsyncedBatchIsATornTailInStrictMod
     SCOPED_TRACE("seed " + std::to_string(seed));
     TempDir d;
     io::FaultInjectionFileSystem fault(io::FileSystem::Default());
-    StorageOptions o = Options(d.path(), &fault, FsyncPolicy::kData);
-    o.wal_flush_interval_ms = 1'000'000;  // no timer: the test syncs by hand
+    const StorageOptions o = HandSyncedDataOptions(d.path(), &fault);
     {
       MapStateMachine sm;
       auto st = MustOpen(o, &sm);
@@ -996,8 +1002,7 @@ void CheckFailedWriteAbsentWithoutResume(const Fault& f) {
 TEST(StorageFaultTest, FailedFsyncThatLostPagesNeverReportsThemDurable) {
   TempDir d;
   io::FaultInjectionFileSystem fi(io::FileSystem::Default());
-  StorageOptions o = Options(d.path(), &fi, FsyncPolicy::kData);
-  o.wal_flush_interval_ms = 1'000'000;  // no timer: the test syncs by hand
+  const StorageOptions o = HandSyncedDataOptions(d.path(), &fi);
   {
     MapStateMachine sm;
     auto st = MustOpen(o, &sm);
