@@ -414,6 +414,13 @@ TEST(WalTest, AppendBatchWritesInOrderWithOneFsyncAndInterleavesWithSingleAppend
   for (size_t i = 1; i < lsns.size(); ++i) ASSERT_EQ(lsns[i], lsns[i - 1] + 1);
   const WalStats st = wal->Stats();
   EXPECT_EQ(st.records, 400u);
+  uint64_t bytes = 0;  // what the WAL's metrics count: record headers and payloads
+  for (const auto& [from, to] : {std::pair<uint64_t, uint64_t>{0, 300}, {1000, 1100}}) {
+    for (uint64_t g = from; g < to; ++g) {
+      bytes += wal_format::kRecordHeaderBytes + EncodePayload(Op(g)).size();
+    }
+  }
+  EXPECT_EQ(st.bytes, bytes);
   EXPECT_LE(st.syncs, 1u + 100u) << "the batch takes one fsync, not 300";
   ASSERT_TRUE(wal->Close().ok());
   std::vector<WalRecord> got = ReadWholeWal(d.path(), nullptr);

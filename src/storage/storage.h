@@ -11,7 +11,8 @@
 //   kStrict (default): any corrupt WAL record, missing segment or unreadable manifest stops
 //     Open() with Corruption naming the file and offset.
 //   kBestEffort: the WAL is cut at the last good record; what follows is dropped and reported.
-// A torn final record (a crash mid-append) is never corruption: it is discarded in both modes.
+// A torn tail of the last segment (damage to records never acknowledged as synced; see
+// wal_reader.h) is never corruption: it is discarded in both modes.
 // Falling back to the previous snapshot loses nothing, so both modes do it, and report it.
 //
 // Thread-safety: Write, Checkpoint, Sync* may be called concurrently.

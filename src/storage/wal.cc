@@ -228,12 +228,13 @@ void Wal::LeadBatch(std::unique_lock<std::mutex>& l) {
   l.unlock();
 
   const size_t old_unsynced = unsynced_.size();
+  size_t batch_bytes = 0;
   bool sync_failed = false;
   if (s.ok()) {
     for (Writer* x : batch) {
       AppendRecord(&unsynced_, x->lsn, static_cast<uint8_t>(x->type), synced_lsn_, x->payload);
     }
-    const size_t n = unsynced_.size() - old_unsynced;
+    const size_t n = batch_bytes = unsynced_.size() - old_unsynced;
     s = file_->Append(unsynced_.data() + old_unsynced, n);
     if (s.ok()) s = file_->Flush();
     if (s.ok()) {
@@ -259,7 +260,7 @@ void Wal::LeadBatch(std::unique_lock<std::mutex>& l) {
     next_lsn_ = first;  // the failed batch is not in the log
   } else {
     stats_.records += batch.size();
-    stats_.bytes += unsynced_.size() - old_unsynced;
+    stats_.bytes += batch_bytes;  // not unsynced_'s growth: a sync under kAlways empties it
     stats_.batches++;
   }
   for (Writer* x : batch) {

@@ -19,7 +19,9 @@
 // fsync the kernel may have dropped the pages it did not write, so nothing that was not
 // synced before is trusted on disk: the records acknowledged since the last good fsync are
 // kept in memory, and Resume() cuts the segment back to its last synced offset, writes them
-// again into a new segment and fsyncs it before writes are accepted again.
+// again into a new segment and fsyncs it before writes are accepted again. The cost is memory:
+// the unsynced records of the current segment are kept (under kData about one flush interval of
+// writes; under kNever up to one segment, options.segment_bytes).
 //
 // Thread-safety: all methods may be called concurrently.
 #pragma once
